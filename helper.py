@@ -1,0 +1,411 @@
+"""Everything the notebook's lesson is not about: getting and checking the data, turning it
+into `tf.data` batches, image grids, and saving what training produced."""
+
+import gzip
+import hashlib
+import json
+import os
+import shutil
+import urllib.error
+import urllib.request
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+from tqdm.auto import tqdm
+
+PROJECT_DIR = Path(__file__).resolve().parent
+
+# Official MNIST mirrors, best first. LeCun's own page now answers 403, and it is plain HTTP,
+# which is safe only because every file is checked against its official MD5.
+MNIST_MIRRORS = (
+    "https://storage.googleapis.com/cvdf-datasets/mnist/",
+    "https://ossci-datasets.s3.amazonaws.com/mnist/",
+    "http://yann.lecun.com/exdb/mnist/",
+)
+# MD5 of each file's *decompressed* content, so a recompressed copy is accepted too.
+MNIST_MD5 = {
+    "train-images-idx3-ubyte": "6bbc9ace898e44ae57da46a324031adb",
+    "train-labels-idx1-ubyte": "a25bea736e30d166cdddb491f175f624",
+    "t10k-images-idx3-ubyte": "2646ac647ad5339dbf082846283269ea",
+    "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637",
+}
+# Ten thousand real training digits, committed for machines with no network.
+MNIST_SAMPLE = PROJECT_DIR / "data" / "mnist_sample.npz"
+
+# CelebA's aligned-and-cropped images, as published (the course's mirror serves the same file).
+CELEBA_URLS = (
+    "https://s3-us-west-1.amazonaws.com/udacity-dlnfd/datasets/celeba.zip",
+    "https://drive.usercontent.google.com/download?id=0B7EVK8r0v71pZjFTYXZWM3FlRnM&export=download&confirm=t",
+)
+CELEBA_ZIP = "img_align_celeba.zip"
+CELEBA_DIR = "img_align_celeba"
+CELEBA_MD5 = "00d2c5bc6d35e252742224ab0c1e8fcb"
+CELEBA_BYTES = 1_443_490_838
+CELEBA_COUNT = 202_599
+CELEBA_SHAPE = (218, 178)  # height, width of every aligned image
+FACE_CROP = 108  # the centered square that holds the face
+STANDIN_NAME = "stand-in faces (NOT CelebA)"
+
+TIMEOUT = 20  # seconds without a byte before a mirror is given up
+
+
+class DownloadError(RuntimeError):
+    """No mirror gave a verified copy of a file."""
+
+
+# --- Downloads ----------------------------------------------------------------------------
+
+
+def md5sum(path, decompress=False):
+    """MD5 of a file's bytes, or of its gzip-decompressed content."""
+    digest = hashlib.md5()
+    with (gzip.open if decompress else open)(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _md5_or_error(path, decompress):
+    try:
+        return md5sum(path, decompress)
+    except (OSError, EOFError) as error:  # not gzip, or cut short
+        return f"unreadable: {error}"
+
+
+def _matches(path, md5, decompress):
+    return path.exists() and _md5_or_error(path, decompress) == md5
+
+
+def _fetch(url, part):
+    """Append `url`'s bytes to `part`, resuming with a Range request when `part` has some."""
+    have = part.stat().st_size if part.exists() else 0
+    request = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
+    with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
+        if have and response.status != 206:  # the server ignored Range: start over
+            have = 0
+        size = response.headers.get("Content-Length")
+        total = have + int(size) if size else None
+        with open(part, "ab" if have else "wb") as f, tqdm(
+            total=total, initial=have, unit="B", unit_scale=True, desc=part.name[: -len(".part")]
+        ) as bar:
+            for block in iter(lambda: response.read(1 << 20), b""):
+                f.write(block)
+                bar.update(len(block))
+
+
+def download(urls, path, md5, decompress=False):
+    """Download `path` from the first of `urls` whose copy matches `md5`.
+
+    The bytes go to `<path>.part` and are renamed to `path` only once verified, so a file
+    at `path` is always complete. An interrupted download resumes where it stopped. With
+    `decompress`, the MD5 is that of the gzip-decompressed content.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    part = path.with_name(path.name + ".part")
+    if _matches(part, md5, decompress):  # finished before an interruption, never renamed
+        return part.replace(path)
+    failures = []
+    for url in urls:
+        try:
+            _fetch(url, part)
+        except OSError as error:  # URLError, HTTPError, timeouts, refused connections
+            failures.append(f"{url}: {getattr(error, 'reason', None) or error}")
+            continue
+        if _matches(part, md5, decompress):
+            return part.replace(path)
+        failures.append(f"{url}: wrong checksum (md5 {_md5_or_error(part, decompress)}, expected {md5})")
+        part.unlink()
+    raise DownloadError(f"Could not download {path.name}:\n  " + "\n  ".join(failures))
+
+
+# --- MNIST --------------------------------------------------------------------------------
+
+
+def _read_idx(content):
+    """Parse an IDX file (MNIST's format): a magic number, the dimensions, then uint8 data."""
+    ndim = content[3]
+    shape = np.frombuffer(content, ">u4", count=ndim, offset=4)
+    return np.frombuffer(content, np.uint8, offset=4 + 4 * ndim).reshape(shape)
+
+
+def _mnist_file(directory, name, mirrors):
+    """The content of one MNIST file, verified: the local `.gz` if it is good, else downloaded."""
+    path = Path(directory) / f"{name}.gz"
+    if path.exists():
+        content = gzip.decompress(path.read_bytes())
+        if hashlib.md5(content).hexdigest() == MNIST_MD5[name]:
+            return content
+        print(f"{path} is not the official MNIST file (wrong checksum); downloading it again.")
+        path.unlink()
+    download([m + path.name for m in mirrors], path, MNIST_MD5[name], decompress=True)
+    return gzip.decompress(path.read_bytes())
+
+
+def load_mnist(data_dir="data", split="train", mirrors=MNIST_MIRRORS):
+    """MNIST digits as uint8 arrays `(images [N, 28, 28, 1], labels [N])` and the data's name.
+
+    Uses the official `.gz` files in `<data_dir>/mnist/` (downloading what is missing). With
+    no network, the training split falls back to the committed sample of real digits, and
+    the returned name says so.
+    """
+    prefix = {"train": "train", "test": "t10k"}[split]
+    directory = Path(data_dir) / "mnist"
+    try:
+        images, labels = (
+            _read_idx(_mnist_file(directory, f"{prefix}-{kind}", mirrors))
+            for kind in ("images-idx3-ubyte", "labels-idx1-ubyte")
+        )
+        name = "MNIST" if split == "train" else "MNIST test set"
+    except DownloadError as error:
+        if split != "train":
+            raise
+        with np.load(MNIST_SAMPLE, allow_pickle=False) as sample:
+            images, labels = sample["images"], sample["labels"]
+        name = f"MNIST sample (offline: {len(images):,} of the 60,000 training digits)"
+        print(f"{error}\nNo network: using the {name} committed in {MNIST_SAMPLE.parent.name}/.")
+    return images[..., np.newaxis], labels, name
+
+
+# --- CelebA -------------------------------------------------------------------------------
+
+
+def extract_zip(archive, directory, folder):
+    """Extract `folder/` from `archive` into `directory`, all or nothing.
+
+    Entries are unpacked into a temporary folder that is renamed only once complete, so a
+    cut-off extraction is never mistaken for a finished one. Entries that would land outside
+    the folder (absolute paths, `..`, links) are refused.
+    """
+    directory = Path(directory)
+    staging = directory / f".{folder}.partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    with zipfile.ZipFile(archive) as zf:
+        members = [m for m in zf.infolist() if not m.is_dir()]
+        for member in members:
+            parts = Path(member.filename).parts
+            is_link = (member.external_attr >> 16) & 0o170000 == 0o120000
+            if member.filename.startswith("/") or ".." in parts or is_link or parts[0] != folder:
+                raise ValueError(f"{archive} holds an unsafe or unexpected entry: {member.filename!r}")
+        for member in tqdm(members, desc=f"Extracting {Path(archive).name}", unit="file"):
+            zf.extract(member, staging)
+    (staging / folder).replace(directory / folder)
+    staging.rmdir()
+    return directory / folder
+
+
+def _jpegs(folder):
+    return sorted(str(p) for p in Path(folder).glob("*.jpg"))
+
+
+def load_celeba(data_dir="data", download_missing=True, urls=CELEBA_URLS, standin_count=None):
+    """Paths of the CelebA JPEGs and the data's name.
+
+    Looks for `<data_dir>/img_align_celeba/`, then `<data_dir>/img_align_celeba.zip`, then
+    downloads the zip. When that is impossible (or `download_missing` is False), it makes
+    synthetic faces instead (`standin_count`, 10,000 by default) and names them as a
+    stand-in, never as CelebA.
+    """
+    data_dir = Path(data_dir)
+    folder, archive = data_dir / CELEBA_DIR, data_dir / CELEBA_ZIP
+    if not folder.exists():
+        try:
+            if not archive.exists():
+                if not download_missing:
+                    raise DownloadError("CelebA is not in " + str(data_dir) + " and downloading it was turned off.")
+                download(urls, archive, CELEBA_MD5)
+            elif md5sum(archive) != CELEBA_MD5:
+                raise DownloadError(
+                    f"{archive} is not the official CelebA file (wrong MD5; expected {CELEBA_MD5}).\n"
+                    f"Delete it and run again to download it, or fetch it by hand from the CelebA site."
+                )
+            extract_zip(archive, data_dir, CELEBA_DIR)
+        except DownloadError as error:
+            standin_count = standin_count or 10_000
+            print(f"{error}\nUsing {standin_count:,} {STANDIN_NAME}, made by helper.make_standin_faces.")
+            return _jpegs(standin_faces(data_dir / "standin", standin_count)), STANDIN_NAME
+    files = _jpegs(folder)
+    if len(files) != CELEBA_COUNT:
+        print(f"{folder} holds {len(files):,} images; the full CelebA set has {CELEBA_COUNT:,}. Using those there are.")
+    return files, "CelebA"
+
+
+def standin_faces(directory, count, seed=0):
+    """The stand-in face set in `directory`, made once (as a zip in CelebA's layout, then extracted)."""
+    directory = Path(directory)
+    folder = directory / CELEBA_DIR
+    if len(_jpegs(folder)) == count:
+        return folder
+    shutil.rmtree(folder, ignore_errors=True)
+    archive = directory / CELEBA_ZIP
+    make_standin_faces(archive, count, seed)
+    return extract_zip(archive, directory, CELEBA_DIR)
+
+
+def make_standin_faces(archive, count, seed=0):
+    """Write `count` synthetic 178x218 face JPEGs in CelebA's zip layout.
+
+    They are cartoons, not photos: a face, hair, eyes, brows and a mouth whose colours, sizes
+    and positions vary at random (deterministically per `seed`), placed where CelebA's
+    alignment puts a face, so a GAN has real structure to learn offline.
+    """
+    from PIL import Image, ImageDraw, ImageFilter
+
+    archive = Path(archive)
+    archive.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    part = archive.with_name(archive.name + ".part")
+    height, width = CELEBA_SHAPE
+    with zipfile.ZipFile(part, "w", zipfile.ZIP_STORED) as zf:
+        for i in tqdm(range(1, count + 1), desc="Making stand-in faces", unit="image"):
+            r = rng.uniform(size=16)
+            background = tuple(int(c) for c in rng.integers(40, 230, 3))
+            skin = tuple(int(c) for c in np.array([224, 172, 130]) * (0.45 + 0.6 * r[0]) * [1, 0.97 + 0.06 * r[1], 1])
+            hair = tuple(int(c) for c in np.array([60, 40, 25]) * (0.3 + 3.2 * r[2] ** 2))
+            cx, cy = 89 + 8 * (r[3] - 0.5), 120 + 8 * (r[4] - 0.5)
+            fw, fh = 34 + 10 * r[5], 46 + 10 * r[6]
+            image = Image.new("RGB", (width, height), background)
+            draw = ImageDraw.Draw(image)
+            hair_length = fh * (0.2 + 1.6 * r[7])  # from a crop to long hair
+            draw.ellipse([cx - fw - 9, cy - fh - 14, cx + fw + 9, cy + hair_length], fill=hair)
+            draw.ellipse([cx - fw, cy - fh, cx + fw, cy + fh], fill=skin)
+            draw.chord([cx - fw - 2, cy - fh - 12, cx + fw + 2, cy - fh + 40 * r[8] + 12], 180, 360, fill=hair)
+            eye_y, eye_dx = cy - 6 + 6 * (r[9] - 0.5), 15 + 5 * r[10]
+            iris = tuple(int(c) for c in rng.integers(20, 140, 3))
+            for side in (-1, 1):
+                ex = cx + side * eye_dx
+                draw.ellipse([ex - 7, eye_y - 4, ex + 7, eye_y + 4], fill=(245, 245, 240))
+                draw.ellipse([ex - 3.5, eye_y - 3.5, ex + 3.5, eye_y + 3.5], fill=iris)
+                draw.line([ex - 8, eye_y - 9 - 3 * r[11], ex + 8, eye_y - 9], fill=hair, width=3)
+            shade = tuple(int(c * 0.8) for c in skin)
+            draw.polygon([(cx, eye_y + 2), (cx - 5, cy + 14), (cx + 5, cy + 14)], fill=shade)
+            mouth_w, smile = 10 + 8 * r[12], 10 * (r[13] - 0.3)
+            lips = (150 + int(70 * r[14]), 50, 60)
+            draw.chord([cx - mouth_w, cy + 20 - abs(smile), cx + mouth_w, cy + 28 + smile], 0, 180, fill=lips)
+            image = image.filter(ImageFilter.GaussianBlur(1.2))
+            with zf.open(f"{CELEBA_DIR}/{i:06d}.jpg", "w") as f:
+                image.save(f, "JPEG", quality=90)
+    part.replace(archive)
+    return archive
+
+
+# --- tf.data pipelines --------------------------------------------------------------------
+
+
+def _batches(dataset, batch_size, seed, preprocess):
+    """Shuffle anew each epoch, preprocess in parallel, batch, and prefetch."""
+    return (
+        dataset.shuffle(dataset.cardinality(), seed=seed, reshuffle_each_iteration=True)
+        .map(preprocess, num_parallel_calls=tf.data.AUTOTUNE)
+        .batch(batch_size, drop_remainder=True)
+        .prefetch(tf.data.AUTOTUNE)
+    )
+
+
+def to_unit_range(images):
+    """uint8 pixels [0, 255] -> float32 in [-1, 1], the range of the generator's tanh."""
+    return tf.cast(images, tf.float32) / 127.5 - 1.0
+
+
+def mnist_dataset(images, batch_size, seed=0):
+    """Shuffled batches of MNIST digits in [-1, 1]."""
+    return _batches(tf.data.Dataset.from_tensor_slices(images), batch_size, seed, to_unit_range)
+
+
+def celeba_face(path, size):
+    """Read one aligned CelebA JPEG, take the centered 108x108 face and resize it to `size`."""
+    image = tf.io.decode_jpeg(tf.io.read_file(path), channels=3)
+    top, left = (CELEBA_SHAPE[0] - FACE_CROP) // 2, (CELEBA_SHAPE[1] - FACE_CROP) // 2
+    face = tf.image.crop_to_bounding_box(image, top, left, FACE_CROP, FACE_CROP)
+    return to_unit_range(tf.image.resize(face, (size, size), method="bilinear", antialias=True))
+
+
+def celeba_dataset(files, image_size, batch_size, seed=0):
+    """Shuffled batches of face crops in [-1, 1], decoded in parallel from the JPEG files."""
+    return _batches(
+        tf.data.Dataset.from_tensor_slices(files), batch_size, seed, lambda f: celeba_face(f, image_size)
+    )
+
+
+# --- Pictures and results -----------------------------------------------------------------
+
+
+def image_grid(images, cols=None):
+    """Tile images ([-1, 1] floats or uint8, NHWC) into one uint8 picture, a square by default."""
+    images = np.asarray(images)
+    if images.dtype != np.uint8:
+        images = np.round((np.clip(images, -1, 1) + 1) * 127.5).astype(np.uint8)
+    n, h, w, c = images.shape
+    cols = cols or int(np.ceil(np.sqrt(n)))
+    rows = int(np.ceil(n / cols))
+    grid = np.zeros((rows * h, cols * w, c), np.uint8)
+    for i, image in enumerate(images):
+        grid[i // cols * h : (i // cols + 1) * h, i % cols * w : (i % cols + 1) * w] = image
+    return grid[..., 0] if c == 1 else grid
+
+
+def show_grid(images, title, path=None, cols=None, width=5):
+    """Show a grid of images inline (`width` inches wide), and save it as a PNG when `path` is given."""
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    grid = image_grid(images, cols)
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(grid).save(path)
+    plt.figure(figsize=(width, width * grid.shape[0] / grid.shape[1]))
+    plt.imshow(grid, cmap="gray" if grid.ndim == 2 else None)
+    plt.title(title)
+    plt.axis("off")
+    plt.show()
+
+
+def export_generator(generator, directory, **config):
+    """Save the generator as `<directory>/generator.keras` with a `config.json` beside it."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    generator.save(directory / "generator.keras")
+    (directory / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    return directory
+
+
+def make_mnist_sample(source_dir, count=10_000, path=MNIST_SAMPLE):
+    """Write the committed offline sample: the first `count` official training digits."""
+    images, labels = (
+        _read_idx(_mnist_file(source_dir, f"train-{kind}", mirrors=()))[:count]
+        for kind in ("images-idx3-ubyte", "labels-idx1-ubyte")
+    )
+    np.savez_compressed(path, images=images, labels=labels)
+    return path
+
+
+def plot_losses(losses, title, path=None):
+    """Plot the per-step (d_loss, g_loss) pairs, smoothed, and save the figure when `path` is given."""
+    import matplotlib.pyplot as plt
+
+    losses = np.asarray(losses)
+    window = max(1, len(losses) // 50)
+    smooth = np.array([np.convolve(column, np.ones(window) / window, "valid") for column in losses.T]).T
+    steps = np.arange(len(smooth)) + window
+    plt.figure(figsize=(7, 3.5))
+    plt.plot(steps, smooth[:, 0], label="discriminator")
+    plt.plot(steps, smooth[:, 1], label="generator")
+    plt.xlabel("step")
+    plt.ylabel(f"loss (mean of {window} steps)" if window > 1 else "loss")
+    plt.title(title)
+    plt.legend()
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        plt.savefig(path, dpi=100, bbox_inches="tight")
+    plt.show()
+
+
+def checkpoint_manager(checkpoint, directory, max_to_keep=2):
+    """A `tf.train.CheckpointManager` over `directory` that has restored the latest checkpoint, if any."""
+    manager = tf.train.CheckpointManager(checkpoint, directory, max_to_keep)
+    if manager.latest_checkpoint:
+        checkpoint.restore(manager.latest_checkpoint).assert_consumed()
+        print(f"Resumed from {manager.latest_checkpoint} (step {int(checkpoint.step):,}).")
+    return manager

@@ -1,0 +1,171 @@
+"""A check for each network function the notebook defines.
+
+Each check builds what it needs, calls the function, and asserts on values and shapes, so a
+wrong design fails here, next to its definition, rather than as blurry samples an hour later.
+"""
+
+import tempfile
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+from IPython.utils.capture import capture_output
+from keras import layers
+
+IMAGE_SHAPES = [(28, 28, 1), (32, 32, 3), (64, 64, 3)]
+
+
+def _passed():
+    print("Tests Passed")
+
+
+def _tiny_networks(image_shape=(8, 8, 1), z_dim=5, batch_norm=False):
+    """A small discriminator and generator of known design, to test the functions that use them."""
+    def norm():
+        return [layers.BatchNormalization()] if batch_norm else []
+
+    discriminator = keras.Sequential(
+        [keras.Input(image_shape), layers.Conv2D(4, 3, 2, padding="same"), *norm(), layers.LeakyReLU(0.2),
+         layers.Flatten(), layers.Dense(1)]
+    )
+    generator = keras.Sequential(
+        [keras.Input((z_dim,)), layers.Dense(int(np.prod(image_shape))), *norm(),
+         layers.Reshape(image_shape), layers.Activation("tanh")]
+    )
+    return discriminator, generator
+
+
+def _reference_losses(discriminator, generator, real_images, z):
+    """The DCGAN losses, written out: D tells real (1) from fake (0); G wants its fakes called real."""
+    real_logits = discriminator(real_images, training=True)
+    fake_logits = discriminator(generator(z, training=True), training=True)
+    d_loss = tf.reduce_mean(tf.nn.softplus(-real_logits)) + tf.reduce_mean(tf.nn.softplus(fake_logits))
+    g_loss = tf.reduce_mean(tf.nn.softplus(-fake_logits))
+    return d_loss, g_loss
+
+
+def test_model_inputs(model_inputs):
+    real_spec, z_spec = model_inputs(28, 32, 3, 100)
+    assert isinstance(real_spec, tf.TensorSpec) and isinstance(z_spec, tf.TensorSpec), \
+        "model_inputs should return two tf.TensorSpec: real images and z."
+    assert real_spec.shape.as_list() == [None, 32, 28, 3], \
+        f"Real images should be [batch, height, width, channels] = [None, 32, 28, 3], got {real_spec.shape}."
+    assert z_spec.shape.as_list() == [None, 100], f"z should be [None, z_dim] = [None, 100], got {z_spec.shape}."
+    assert real_spec.dtype == tf.float32 and z_spec.dtype == tf.float32, "Both inputs should be float32."
+    _passed()
+
+
+def test_discriminator(discriminator):
+    for image_shape in IMAGE_SHAPES:
+        model = discriminator(image_shape)
+        images = tf.random.uniform((4, *image_shape), -1, 1, seed=1)
+        logits = model(images, training=False)
+        assert logits.shape == (4, 1), f"For {image_shape} images the output should be (4, 1), got {logits.shape}."
+        assert logits.dtype == tf.float32, f"The logits should be float32, got {logits.dtype}."
+        n_variables = len(model.variables)
+        # Both the real and the fake pass go through the same weights: calling again must
+        # neither create variables nor give another answer.
+        again = model(images, training=False)
+        assert len(model.variables) == n_variables, "A second call created new weights: they are not shared."
+        np.testing.assert_allclose(again, logits, rtol=1e-5, atol=1e-6,
+                                   err_msg="Two calls on the same images disagree: the weights are not shared.")
+        last = model.layers[-1].get_config()
+        assert last.get("activation", "linear") == "linear", \
+            f"The discriminator should return logits; its last layer applies {last['activation']!r}."
+    _passed()
+
+
+def test_generator(generator):
+    for z_dim in (100, 7):
+        for image_shape in IMAGE_SHAPES:
+            model = generator(z_dim, image_shape)
+            assert model.input_shape == (None, z_dim), f"The input should be (None, {z_dim}), got {model.input_shape}."
+            # Huge z drives every unit hard: only a tanh-like output stays in [-1, 1].
+            z = 100 * tf.random.normal((4, z_dim), seed=1)
+            for training in (False, True):
+                images = model(z, training=training)
+                assert images.shape == (4, *image_shape), \
+                    f"For z_dim={z_dim} the output should be {(4, *image_shape)}, got {images.shape}."
+                assert images.dtype == tf.float32, f"The images should be float32, got {images.dtype}."
+                low, high = float(tf.reduce_min(images)), float(tf.reduce_max(images))
+                assert -1 <= low and high <= 1, f"The images should lie in [-1, 1], got [{low:.3g}, {high:.3g}]."
+    _passed()
+
+
+def test_model_loss(model_loss):
+    discriminator, generator = _tiny_networks()
+    real_images = tf.random.uniform((6, 8, 8, 1), -1, 1, seed=2)
+    z = tf.random.normal((6, 5), seed=3)
+    n_variables = len(discriminator.variables) + len(generator.variables)
+    d_loss, g_loss = model_loss(discriminator, generator, real_images, z)
+    assert d_loss.shape == () and g_loss.shape == (), "Each loss should be a scalar (a mean over the batch)."
+    assert len(discriminator.variables) + len(generator.variables) == n_variables, "model_loss created weights."
+    # A fake pass through any discriminator but the given one gives other values.
+    expected = _reference_losses(discriminator, generator, real_images, z)
+    np.testing.assert_allclose([d_loss, g_loss], expected, rtol=1e-5,
+                               err_msg="(d_loss, g_loss) differ from sigmoid cross-entropy with labels "
+                                       "real=1, fake=0 for D and fake=1 for G, through one shared discriminator.")
+    _passed()
+
+
+def test_model_opt(model_opt):
+    discriminator, generator = _tiny_networks(batch_norm=True)
+    real_images = tf.random.uniform((6, 8, 8, 1), -1, 1, seed=4)
+    z = tf.random.normal((6, 5), seed=5)
+    with tf.GradientTape(persistent=True) as tape:
+        d_loss, g_loss = _reference_losses(discriminator, generator, real_images, z)
+    directions = {
+        "discriminator": (discriminator, tape.gradient(d_loss, discriminator.trainable_variables)),
+        "generator": (generator, tape.gradient(g_loss, generator.trainable_variables)),
+    }
+    before = {id(v): v.numpy() for v in discriminator.variables + generator.variables}
+    learning_rate = 0.01
+
+    train_step, d_optimizer, g_optimizer = model_opt(discriminator, generator, learning_rate, 0.5)
+    losses = train_step(real_images, z)
+    assert len(losses) == 2 and all(np.isfinite(loss.numpy()) for loss in losses), \
+        "train_step should return finite (d_loss, g_loss)."
+    assert d_optimizer is not g_optimizer, "Each network needs its own optimizer."
+
+    # Adam's first step moves each weight by the learning rate against its own loss's gradient.
+    # A weight also moved by the other optimizer, or not at all, is off by a whole step.
+    for name, (network, gradients) in directions.items():
+        for variable, gradient in zip(network.trainable_variables, gradients):
+            step = variable.numpy() - before[id(variable)]
+            clear = np.abs(gradient.numpy()) > 1e-4  # tiny gradients take smaller Adam steps
+            if not clear.any():  # e.g. a bias that batch norm cancels
+                continue
+            expected = -learning_rate * np.sign(gradient.numpy())
+            on_course = np.isclose(step, expected, atol=0.1 * learning_rate)[clear].mean()
+            assert on_course > 0.9, (
+                f"Only {on_course:.0%} of {name} weights {variable.path} took one Adam step against the "
+                f"{name} loss: each optimizer must update only its own network with its own loss."
+            )
+    for network in (discriminator, generator):
+        for variable in network.non_trainable_variables:
+            assert not np.array_equal(variable.numpy(), before[id(variable)]), \
+                f"Batch-norm statistic {variable.path} did not change: call the networks with training=True."
+    _passed()
+
+
+def test_train(train):
+    images = tf.random.uniform((32, 28, 28, 1), -1, 1, seed=6)
+    dataset = tf.data.Dataset.from_tensor_slices(images).batch(16)
+    with tempfile.TemporaryDirectory() as tmp, capture_output() as shown:
+        kwargs = dict(dataset=dataset, data_name="test", epochs=2, z_dim=8, learning_rate=2e-4, beta1=0.5,
+                      run_dir=Path(tmp, "run"), images_dir=Path(tmp, "images"), sample_every=2, seed=0)
+        generator, losses = train(**kwargs)
+        assert generator.output_shape == (None, 28, 28, 1), f"The generator makes {generator.output_shape} images."
+        assert np.shape(losses) == (4, 2) and np.isfinite(losses).all(), \
+            f"2 epochs of 2 batches should give 4 finite (d_loss, g_loss) rows, got shape {np.shape(losses)}."
+        pictures = sorted(p.name for p in Path(tmp, "images").iterdir())
+        assert pictures == ["run_losses.png", "run_samples.png"], f"Saved pictures: {pictures}."
+        # Running it again resumes from the finished checkpoint instead of starting over.
+        resumed, resumed_losses = train(**kwargs)
+        np.testing.assert_array_equal(resumed_losses, losses)
+        for a, b in zip(resumed.weights, generator.weights):
+            np.testing.assert_array_equal(a.numpy(), b.numpy())
+    n_figures = sum("image/png" in output.data for output in shown.outputs)
+    assert n_figures >= 3, f"Training should show sample grids and a loss curve inline; it showed {n_figures}."
+    _passed()
