@@ -4,7 +4,6 @@ into `tf.data` batches, image grids, and saving what training produced."""
 import gzip
 import hashlib
 import json
-import os
 import shutil
 import urllib.error
 import urllib.request
@@ -93,6 +92,8 @@ def _fetch(url, part):
             for block in iter(lambda: response.read(1 << 20), b""):
                 f.write(block)
                 bar.update(len(block))
+            if total and f.tell() < total:  # the connection dropped: keep the part to resume
+                raise ConnectionError(f"connection closed after {f.tell():,} of {total:,} bytes")
 
 
 def download(urls, path, md5, decompress=False):
@@ -113,6 +114,8 @@ def download(urls, path, md5, decompress=False):
             _fetch(url, part)
         except OSError as error:  # URLError, HTTPError, timeouts, refused connections
             failures.append(f"{url}: {getattr(error, 'reason', None) or error}")
+            if getattr(error, "code", None) == 416:  # the part is already full length, yet wrong
+                part.unlink()
             continue
         if _matches(part, md5, decompress):
             return part.replace(path)
@@ -134,13 +137,11 @@ def _read_idx(content):
 def _mnist_file(directory, name, mirrors):
     """The content of one MNIST file, verified: the local `.gz` if it is good, else downloaded."""
     path = Path(directory) / f"{name}.gz"
-    if path.exists():
-        content = gzip.decompress(path.read_bytes())
-        if hashlib.md5(content).hexdigest() == MNIST_MD5[name]:
-            return content
+    if path.exists() and not _matches(path, MNIST_MD5[name], decompress=True):  # also when cut short
         print(f"{path} is not the official MNIST file (wrong checksum); downloading it again.")
         path.unlink()
-    download([m + path.name for m in mirrors], path, MNIST_MD5[name], decompress=True)
+    if not path.exists():
+        download([m + path.name for m in mirrors], path, MNIST_MD5[name], decompress=True)
     return gzip.decompress(path.read_bytes())
 
 
@@ -354,7 +355,8 @@ def show_grid(images, title, path=None, cols=None, width=5):
     grid = image_grid(images, cols)
     if path:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(grid).save(path)
+        scale = max(1, 512 // max(grid.shape[:2]))  # small images stay sharp at a viewable size
+        Image.fromarray(grid).resize((grid.shape[1] * scale, grid.shape[0] * scale), Image.NEAREST).save(path)
     plt.figure(figsize=(width, width * grid.shape[0] / grid.shape[1]))
     plt.imshow(grid, cmap="gray" if grid.ndim == 2 else None)
     plt.title(title)

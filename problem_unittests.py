@@ -98,14 +98,28 @@ def test_model_loss(model_loss):
     real_images = tf.random.uniform((6, 8, 8, 1), -1, 1, seed=2)
     z = tf.random.normal((6, 5), seed=3)
     n_variables = len(discriminator.variables) + len(generator.variables)
-    d_loss, g_loss = model_loss(discriminator, generator, real_images, z)
+    with tf.GradientTape(persistent=True) as tape:
+        d_loss, g_loss = model_loss(discriminator, generator, real_images, z)
     assert d_loss.shape == () and g_loss.shape == (), "Each loss should be a scalar (a mean over the batch)."
     assert len(discriminator.variables) + len(generator.variables) == n_variables, "model_loss created weights."
     # A fake pass through any discriminator but the given one gives other values.
-    expected = _reference_losses(discriminator, generator, real_images, z)
+    with tf.GradientTape(persistent=True) as reference_tape:
+        expected = _reference_losses(discriminator, generator, real_images, z)
     np.testing.assert_allclose([d_loss, g_loss], expected, rtol=1e-5,
                                err_msg="(d_loss, g_loss) differ from sigmoid cross-entropy with labels "
                                        "real=1, fake=0 for D and fake=1 for G, through one shared discriminator.")
+    # ...unless it is a copy with the same weights: then the values agree, but D's loss on the fakes
+    # trains the copy, so the gradients differ.
+    for name, loss, expected_loss, network in [("d_loss", d_loss, expected[0], discriminator),
+                                               ("g_loss", g_loss, expected[1], generator)]:
+        for variable, gradient, expected_gradient in zip(network.trainable_variables,
+                                                         tape.gradient(loss, network.trainable_variables),
+                                                         reference_tape.gradient(expected_loss,
+                                                                                 network.trainable_variables)):
+            assert gradient is not None and np.allclose(gradient, expected_gradient, rtol=1e-4, atol=1e-7), (
+                f"The gradient of {name} for {variable.path} is wrong although the value is right: score the "
+                f"real and the fake images with the discriminator given, not a copy, and don't stop gradients."
+            )
     _passed()
 
 
@@ -159,13 +173,14 @@ def test_train(train):
         assert generator.output_shape == (None, 28, 28, 1), f"The generator makes {generator.output_shape} images."
         assert np.shape(losses) == (4, 2) and np.isfinite(losses).all(), \
             f"2 epochs of 2 batches should give 4 finite (d_loss, g_loss) rows, got shape {np.shape(losses)}."
-        pictures = sorted(p.name for p in Path(tmp, "images").iterdir())
+        pictures = sorted(p.name for p in Path(tmp, "images").glob("*"))  # none if the folder was never made
         assert pictures == ["run_losses.png", "run_samples.png"], f"Saved pictures: {pictures}."
         # Running it again resumes from the finished checkpoint instead of starting over.
         resumed, resumed_losses = train(**kwargs)
-        np.testing.assert_array_equal(resumed_losses, losses)
+        resume = "Running train again should resume from its last checkpoint, not start over: "
+        np.testing.assert_array_equal(resumed_losses, losses, err_msg=resume + "the losses differ.")
         for a, b in zip(resumed.weights, generator.weights):
-            np.testing.assert_array_equal(a.numpy(), b.numpy())
+            np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=resume + f"generator weight {b.path} differs.")
     n_figures = sum("image/png" in output.data for output in shown.outputs)
     assert n_figures >= 3, f"Training should show sample grids and a loss curve inline; it showed {n_figures}."
     _passed()

@@ -1,0 +1,412 @@
+"""Tests for helper.py: downloads from local mirrors (tests/http_server.py) that serve the
+official archive formats and fail as real mirrors do, the offline fallbacks, extraction, the
+tf.data pipelines and image grids."""
+
+import gzip
+import hashlib
+import re
+import shutil
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import helper
+
+MNIST_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
+LABELS = "train-labels-idx1-ubyte"  # the smallest training file (29 kB), for the download tests
+LABELS_GZ = f"{LABELS}.gz"
+CUT = 10_000  # bytes a dropped connection delivers before it closes
+CELEBA_IMAGES = 6
+
+
+def jpeg_names(count):
+    return [f"{i:06d}.jpg" for i in range(1, count + 1)]
+
+
+@pytest.fixture(scope="session")
+def mnist_gz():
+    """The four official MNIST files (gzip-recompressed), by name, as a mirror serves them."""
+    if not MNIST_DIR.is_dir():
+        pytest.skip(f"the MNIST files for the local mirror are not in {MNIST_DIR}")
+    return {path.name: path.read_bytes() for path in MNIST_DIR.glob("*.gz")}
+
+
+def download_labels(mirror_urls, directory):
+    """Download the training labels from the mirrors, as load_mnist does."""
+    urls = [url + LABELS_GZ for url in mirror_urls]
+    return helper.download(urls, directory / LABELS_GZ, helper.MNIST_MD5[LABELS], decompress=True)
+
+
+def assert_only_verified_labels(directory):
+    """`directory` holds the verified training labels and nothing else (no `.part`)."""
+    assert [p.name for p in directory.iterdir()] == [LABELS_GZ]
+    assert helper.md5sum(directory / LABELS_GZ, decompress=True) == helper.MNIST_MD5[LABELS]
+
+
+# --- Downloads ----------------------------------------------------------------------------
+
+
+def test_download_from_a_mirror(tmp_path, start_mirror, mnist_gz):
+    mirror = start_mirror(mnist_gz)
+    assert download_labels([mirror.url], tmp_path) == tmp_path / LABELS_GZ
+    assert (tmp_path / LABELS_GZ).read_bytes() == mnist_gz[LABELS_GZ]
+    assert_only_verified_labels(tmp_path)
+    assert mirror.requests == [(LABELS_GZ, None)]
+
+
+def test_download_skips_a_mirror_with_a_wrong_file(tmp_path, start_mirror, mnist_gz):
+    wrong = start_mirror({LABELS_GZ: gzip.compress(b"not the MNIST labels")})
+    good = start_mirror(mnist_gz)
+    download_labels([wrong.url, good.url], tmp_path)
+    assert_only_verified_labels(tmp_path)
+    assert len(wrong.requests) == len(good.requests) == 1
+
+
+def test_download_error_names_the_file_and_both_checksums(tmp_path, start_mirror):
+    wrong_content = b"not the MNIST labels"
+    wrong = start_mirror({LABELS_GZ: gzip.compress(wrong_content)})
+    not_gzip = start_mirror({LABELS_GZ: b"<html>Moved</html>"})
+    with pytest.raises(helper.DownloadError) as error:
+        download_labels([wrong.url, not_gzip.url], tmp_path)
+    message, expected = str(error.value), helper.MNIST_MD5[LABELS]
+    assert message.startswith(f"Could not download {LABELS_GZ}:")
+    actual = hashlib.md5(wrong_content).hexdigest()
+    assert f"{wrong.url}{LABELS_GZ}: wrong checksum (md5 {actual}, expected {expected})" in message
+    assert f"{not_gzip.url}{LABELS_GZ}: wrong checksum (md5 unreadable: Not a gzipped file" in message
+    assert list(tmp_path.iterdir()) == []  # neither the file nor a `.part`
+
+
+BROKEN_MIRRORS = {  # how a mirror fails: its behaviour (None: refused), and what the error says
+    "404": ({"status": 404}, "Not Found"),
+    "500": ({"status": 500}, "Internal Server Error"),
+    "refused": (None, "Connection refused"),
+    "dropped connection": ({"cut_after": CUT}, f"connection closed after {CUT:,} of"),
+    "stalled connection": ({"cut_after": CUT, "hang": True}, "timed out"),
+}
+
+
+@pytest.fixture
+def broken_mirror(start_mirror, mnist_gz, refused_url):
+    """`broken_mirror(kind)` gives the URL of a mirror that fails as BROKEN_MIRRORS[kind] says."""
+
+    def start(kind):
+        behaviour = BROKEN_MIRRORS[kind][0]
+        return refused_url if behaviour is None else start_mirror(mnist_gz, **behaviour).url
+
+    return start
+
+
+@pytest.mark.parametrize("kind", BROKEN_MIRRORS)
+def test_download_moves_on_from_a_broken_mirror(tmp_path, start_mirror, mnist_gz, broken_mirror, kind):
+    good = start_mirror(mnist_gz)
+    download_labels([broken_mirror(kind), good.url], tmp_path)
+    assert_only_verified_labels(tmp_path)
+    assert len(good.requests) == 1
+
+
+def test_download_error_names_every_mirror(tmp_path, broken_mirror):
+    urls = [broken_mirror(kind) for kind in BROKEN_MIRRORS]
+    with pytest.raises(helper.DownloadError) as error:
+        download_labels(urls, tmp_path)
+    title, *failures = str(error.value).splitlines()
+    assert title == f"Could not download {LABELS_GZ}:"
+    assert len(failures) == len(urls)
+    for failure, url, (_, reason) in zip(failures, urls, BROKEN_MIRRORS.values()):
+        assert failure.startswith(f"  {url}{LABELS_GZ}: ") and reason in failure
+    assert not (tmp_path / LABELS_GZ).exists()
+    # What the dropped connection delivered is kept, to resume next time.
+    assert (tmp_path / f"{LABELS_GZ}.part").stat().st_size == CUT
+
+
+@pytest.mark.parametrize("ignore_range", [False, True], ids=["range honoured", "range ignored"])
+def test_download_resumes_after_a_dropped_connection(tmp_path, start_mirror, mnist_gz, ignore_range):
+    size = len(mnist_gz[LABELS_GZ])
+    dropped = start_mirror(mnist_gz, cut_after=CUT)
+    with pytest.raises(helper.DownloadError, match=f"connection closed after {CUT:,} of {size:,} bytes"):
+        download_labels([dropped.url], tmp_path)
+    assert [p.name for p in tmp_path.iterdir()] == [f"{LABELS_GZ}.part"]
+    assert (tmp_path / f"{LABELS_GZ}.part").stat().st_size == CUT
+
+    good = start_mirror(mnist_gz, ignore_range=ignore_range)
+    download_labels([good.url], tmp_path)
+    assert good.requests == [(LABELS_GZ, f"bytes={CUT}-")]
+    assert good.bytes_sent == (size if ignore_range else size - CUT)
+    assert_only_verified_labels(tmp_path)
+
+
+def test_download_accepts_a_complete_part_without_a_request(tmp_path, start_mirror, mnist_gz):
+    (tmp_path / f"{LABELS_GZ}.part").write_bytes(mnist_gz[LABELS_GZ])  # interrupted before its rename
+    mirror = start_mirror(mnist_gz)
+    download_labels([mirror.url], tmp_path)
+    assert mirror.requests == []
+    assert_only_verified_labels(tmp_path)
+
+
+def test_download_restarts_a_full_length_but_wrong_part(tmp_path, start_mirror, mnist_gz):
+    """Killed while checking: the mirror has nothing left to send (416), so the part is dropped."""
+    (tmp_path / f"{LABELS_GZ}.part").write_bytes(bytes(len(mnist_gz[LABELS_GZ])))
+    mirror = start_mirror(mnist_gz)
+    download_labels([mirror.url, mirror.url], tmp_path)
+    assert mirror.requests == [(LABELS_GZ, f"bytes={len(mnist_gz[LABELS_GZ])}-"), (LABELS_GZ, None)]
+    assert_only_verified_labels(tmp_path)
+
+
+# --- MNIST --------------------------------------------------------------------------------
+
+
+def test_load_mnist_downloads_once_then_uses_the_files(tmp_path, start_mirror, mnist_gz):
+    mirror = start_mirror(mnist_gz)
+    images, labels, name = helper.load_mnist(tmp_path, mirrors=[mirror.url])
+    assert (images.shape, images.dtype, labels.shape, name) == ((60_000, 28, 28, 1), np.uint8, (60_000,), "MNIST")
+    with np.load(helper.MNIST_SAMPLE) as sample:  # the committed sample: the first 10,000 of them
+        np.testing.assert_array_equal(images[:10_000, ..., 0], sample["images"])
+        np.testing.assert_array_equal(labels[:10_000], sample["labels"])
+    assert sorted(p.name for p in (tmp_path / "mnist").iterdir()) == ["train-images-idx3-ubyte.gz", LABELS_GZ]
+    assert len(mirror.requests) == 2
+
+    images_again, _, _ = helper.load_mnist(tmp_path, mirrors=[mirror.url])
+    assert len(mirror.requests) == 2  # no new request
+    np.testing.assert_array_equal(images_again, images)
+
+
+def place_test_split(data_dir, mnist_gz):
+    """Put the official test-split files where load_mnist looks, as a user would; return that folder."""
+    directory = data_dir / "mnist"
+    directory.mkdir()
+    for name in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
+        (directory / name).write_bytes(mnist_gz[name])
+    return directory
+
+
+def test_load_mnist_uses_the_files_already_there(tmp_path, mnist_gz, refused_url):
+    place_test_split(tmp_path, mnist_gz)
+    # The test split has no offline fallback, so this succeeds only from the files on disk.
+    images, labels, name = helper.load_mnist(tmp_path, "test", mirrors=[refused_url])
+    assert (images.shape, labels.shape, name) == ((10_000, 28, 28, 1), (10_000,), "MNIST test set")
+
+
+CORRUPTIONS = {
+    "other content": lambda gz: gzip.compress(b"not the MNIST labels"),
+    "cut short": lambda gz: gz[: len(gz) // 2],
+    "not gzip": lambda gz: b"<html>Moved</html>",
+}
+
+
+@pytest.mark.parametrize("corrupt", CORRUPTIONS.values(), ids=CORRUPTIONS)
+def test_load_mnist_replaces_a_corrupted_file(tmp_path, start_mirror, mnist_gz, capsys, corrupt):
+    labels_gz = place_test_split(tmp_path, mnist_gz) / "t10k-labels-idx1-ubyte.gz"
+    labels_gz.write_bytes(corrupt(labels_gz.read_bytes()))
+    mirror = start_mirror(mnist_gz)
+    _, labels, _ = helper.load_mnist(tmp_path, "test", mirrors=[mirror.url])
+    assert f"{labels_gz} is not the official MNIST file" in capsys.readouterr().out
+    assert mirror.requests == [(labels_gz.name, None)]
+    assert labels_gz.read_bytes() == mnist_gz[labels_gz.name]
+    assert labels.shape == (10_000,)
+
+
+def test_load_mnist_falls_back_to_the_committed_sample_offline(tmp_path, refused_url, capsys):
+    images, labels, name = helper.load_mnist(tmp_path, mirrors=[refused_url])
+    assert (images.shape, images.dtype, labels.shape) == ((10_000, 28, 28, 1), np.uint8, (10_000,))
+    assert "offline" in name and "10,000" in name
+    out = capsys.readouterr().out
+    assert "Could not download train-images-idx3-ubyte.gz" in out
+    assert f"using the {name} committed in data/" in out
+    assert list((tmp_path / "mnist").iterdir()) == []
+
+
+def test_load_mnist_test_split_has_no_offline_fallback(tmp_path, refused_url):
+    with pytest.raises(helper.DownloadError, match="Could not download t10k-images-idx3-ubyte.gz"):
+        helper.load_mnist(tmp_path, "test", mirrors=[refused_url])
+
+
+# --- CelebA -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def celeba_zip(tmp_path_factory):
+    """A small zip in CelebA's exact layout: img_align_celeba/000001.jpg, ..."""
+    return helper.make_standin_faces(tmp_path_factory.mktemp("celeba") / "celeba.zip", CELEBA_IMAGES)
+
+
+@pytest.fixture
+def official_celeba(monkeypatch, celeba_zip):
+    """The small zip, made 'the official CelebA file' by giving helper its MD5 and image count."""
+    monkeypatch.setattr(helper, "CELEBA_MD5", helper.md5sum(celeba_zip))
+    monkeypatch.setattr(helper, "CELEBA_COUNT", CELEBA_IMAGES)
+    return celeba_zip
+
+
+def test_load_celeba_downloads_verifies_and_extracts(tmp_path, start_mirror, official_celeba, capsys):
+    mirror = start_mirror({"celeba.zip": official_celeba.read_bytes()})
+    files, name = helper.load_celeba(tmp_path, urls=[mirror.url + "celeba.zip"])
+    folder = tmp_path / "img_align_celeba"
+    assert name == "CelebA"
+    assert files == [str(folder / jpeg) for jpeg in jpeg_names(CELEBA_IMAGES)]
+    with zipfile.ZipFile(official_celeba) as zf:
+        assert Path(files[-1]).read_bytes() == zf.read(f"img_align_celeba/{jpeg_names(CELEBA_IMAGES)[-1]}")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["img_align_celeba", "img_align_celeba.zip"]
+    assert "holds" not in capsys.readouterr().out  # the image count matched
+
+
+@pytest.mark.parametrize("placed", ["zip", "extracted folder"])
+def test_load_celeba_uses_what_the_user_placed(tmp_path, official_celeba, placed):
+    if placed == "zip":
+        shutil.copy(official_celeba, tmp_path / "img_align_celeba.zip")
+    else:
+        with zipfile.ZipFile(official_celeba) as zf:
+            zf.extractall(tmp_path)
+    files, name = helper.load_celeba(tmp_path, urls=[])  # no mirror: nothing can be downloaded
+    assert name == "CelebA"
+    assert files == [str(tmp_path / "img_align_celeba" / jpeg) for jpeg in jpeg_names(CELEBA_IMAGES)]
+
+
+def test_load_celeba_uses_an_incomplete_folder_and_says_so(tmp_path, capsys):
+    folder = tmp_path / "img_align_celeba"
+    folder.mkdir()
+    for jpeg in jpeg_names(3):
+        (folder / jpeg).write_bytes(b"")  # load_celeba lists the files; it does not read them
+    files, name = helper.load_celeba(tmp_path, urls=[])
+    assert (len(files), name) == (3, "CelebA")
+    assert f"holds 3 images; the full CelebA set has {helper.CELEBA_COUNT:,}" in capsys.readouterr().out
+
+
+STANDIN_CAUSES = {  # why CelebA can't be had -> what load_celeba says
+    "download turned off": "downloading it was turned off",
+    "mirror refused": "Could not download img_align_celeba.zip",
+    "zip with wrong MD5": "img_align_celeba.zip is not the official CelebA file",
+}
+
+
+@pytest.mark.parametrize("cause, reason", STANDIN_CAUSES.items(), ids=STANDIN_CAUSES)
+def test_load_celeba_falls_back_to_labelled_standin(tmp_path, refused_url, capsys, cause, reason):
+    user_files = []
+    if cause == "zip with wrong MD5":
+        user_files = [tmp_path / "img_align_celeba.zip"]
+        user_files[0].write_bytes(b"not CelebA")
+    files, name = helper.load_celeba(
+        tmp_path, download_missing=cause != "download turned off", urls=[refused_url], standin_count=4
+    )
+    out = capsys.readouterr().out
+    assert reason in out and f"Using 4 {helper.STANDIN_NAME}" in out
+    assert name == helper.STANDIN_NAME and "stand-in" in name and "NOT CelebA" in name
+    assert files == [str(tmp_path / "standin" / "img_align_celeba" / jpeg) for jpeg in jpeg_names(4)]
+    assert sorted(tmp_path.glob("img_align_celeba*")) == user_files  # CelebA's places: untouched
+
+
+# --- Extraction ---------------------------------------------------------------------------
+
+
+def symlink(name):
+    entry = zipfile.ZipInfo(name)
+    entry.external_attr = 0o120777 << 16  # a Unix symbolic link, as `zip --symlinks` stores it
+    return entry
+
+
+UNSAFE_ENTRIES = {
+    "parent folder": "img_align_celeba/../../evil.jpg",
+    "absolute path": "/img_align_celeba/evil.jpg",
+    "symlink": symlink("img_align_celeba/evil.jpg"),
+    "outside the folder": "other/evil.jpg",
+}
+
+
+@pytest.mark.parametrize("entry", UNSAFE_ENTRIES.values(), ids=UNSAFE_ENTRIES)
+def test_extract_zip_refuses_unsafe_entries(tmp_path, entry):
+    archive = tmp_path / "unsafe.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for member in ("img_align_celeba/000001.jpg", entry):
+            zf.writestr(member, b"\xff\xd8 a JPEG")
+    name = getattr(entry, "filename", entry)
+    with pytest.raises(ValueError, match=re.escape(repr(name))):
+        helper.extract_zip(archive, tmp_path, "img_align_celeba")
+    assert [p.name for p in tmp_path.iterdir()] == ["unsafe.zip"]  # no folder, no staging folder
+
+
+def test_extract_zip_after_a_cut_off_extraction(tmp_path, celeba_zip):
+    leftover = tmp_path / ".img_align_celeba.partial" / "img_align_celeba"
+    leftover.mkdir(parents=True)
+    (leftover / "000001.jpg").write_bytes(b"half a JPEG")
+    (leftover / "999999.jpg").write_bytes(b"")
+    folder = helper.extract_zip(celeba_zip, tmp_path, "img_align_celeba")
+    assert folder == tmp_path / "img_align_celeba"
+    assert sorted(p.name for p in folder.iterdir()) == jpeg_names(CELEBA_IMAGES)
+    with zipfile.ZipFile(celeba_zip) as zf:
+        assert (folder / "000001.jpg").read_bytes() == zf.read("img_align_celeba/000001.jpg")
+    assert [p.name for p in tmp_path.iterdir()] == ["img_align_celeba"]
+
+
+# --- tf.data pipelines --------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def standin_jpegs(celeba_zip, tmp_path_factory):
+    folder = helper.extract_zip(celeba_zip, tmp_path_factory.mktemp("faces"), "img_align_celeba")
+    return sorted(str(p) for p in folder.glob("*.jpg"))
+
+
+@pytest.mark.parametrize("size", [28, 32, 64])
+def test_celeba_dataset_batches(standin_jpegs, size):
+    batch = next(iter(helper.celeba_dataset(standin_jpegs, size, batch_size=4))).numpy()
+    assert (batch.shape, batch.dtype) == ((4, size, size, 3), np.float32)
+    assert -1 <= batch.min() and batch.max() <= 1
+    assert batch.std() > 0.1  # faces, not a blank
+
+
+def test_celeba_face_takes_the_centered_square(tmp_path):
+    height, width = helper.CELEBA_SHAPE
+    top, left, side = (height - 108) // 2, (width - 108) // 2, 108
+    picture = np.zeros((height, width, 3), np.uint8)
+    picture[top : top + side, left : left + side] = 255
+    path = tmp_path / "square.jpg"
+    Image.fromarray(picture).save(path, "JPEG", quality=100)
+    decoded = np.asarray(Image.open(path))
+    # Black one pixel outside the square on every side: a crop off by a pixel would show it.
+    around = (decoded[top - 1, left : left + side], decoded[top + side, left : left + side],
+              decoded[top : top + side, left - 1], decoded[top : top + side, left + side])
+    assert max(line.max() for line in around) < 40
+
+    face = helper.celeba_face(str(path), 64).numpy()
+    assert (face.shape, face.dtype) == ((64, 64, 3), np.float32)
+    assert face.min() > 0.9  # white everywhere ([-1, 1] range)
+
+
+def test_mnist_dataset_batches_reshuffled_each_epoch():
+    pixel = np.arange(256, dtype=np.uint8)
+    images = np.broadcast_to(pixel[:, None, None, None], (256, 28, 28, 1))  # image i is all i
+    dataset = helper.mnist_dataset(images, batch_size=16)
+    epochs = []
+    for _ in range(2):
+        batches = list(dataset.as_numpy_iterator())
+        assert all((batch.shape, batch.dtype) == ((16, 28, 28, 1), np.float32) for batch in batches)
+        epochs.append(np.concatenate(batches)[:, 0, 0, 0])
+    for epoch in epochs:  # every image once, mapped from [0, 255] onto [-1, 1]
+        np.testing.assert_allclose(np.sort(epoch), np.linspace(-1, 1, 256), atol=1e-6)
+    assert not np.array_equal(epochs[0], epochs[1])
+
+
+# --- Image grids --------------------------------------------------------------------------
+
+
+def test_image_grid_maps_floats_to_bytes_and_grey_to_2d():
+    values = np.array([-1, 0, 1, -3, 3], np.float32)
+    images = np.broadcast_to(values[:, None, None, None], (5, 2, 3, 1))
+    grid = helper.image_grid(images)  # 5 images: 3 columns, 2 rows
+    expected = np.array([[0, 128, 255], [0, 255, 0]])  # clipped to [-1, 1]; the sixth cell is empty
+    assert (grid.shape, grid.dtype) == ((4, 9), np.uint8)
+    np.testing.assert_array_equal(grid, np.kron(expected, np.ones((2, 3))))
+
+
+@pytest.mark.parametrize(
+    "count, cols, grid_shape", [(4, None, (4, 6, 3)), (5, None, (4, 9, 3)), (5, 5, (2, 15, 3)), (3, 1, (6, 3, 3))]
+)
+def test_image_grid_tiles_uint8_images_unchanged(count, cols, grid_shape):
+    images = np.random.default_rng(0).integers(0, 256, (count, 2, 3, 3), dtype=np.uint8)
+    grid = helper.image_grid(images, cols)
+    assert (grid.shape, grid.dtype) == (grid_shape, np.uint8)
+    columns = grid_shape[1] // 3
+    for i, image in enumerate(images):
+        row, col = divmod(i, columns)
+        np.testing.assert_array_equal(grid[row * 2 : row * 2 + 2, col * 3 : col * 3 + 3], image)

@@ -1,0 +1,409 @@
+"""The checks in problem_unittests.py must pass on the notebook's functions and fail on broken ones.
+
+Each broken variant below takes the notebook's namespace first (bound with functools.partial), so
+it can start from the correct function and break one thing about it.
+"""
+
+import ast
+import functools
+import linecache
+import re
+import sys
+import types
+from pathlib import Path
+
+import keras
+import matplotlib
+from matplotlib import pyplot
+import nbformat
+import numpy as np
+import pytest
+import tensorflow as tf
+from IPython.core.interactiveshell import InteractiveShell
+from keras import layers
+from traitlets.config import Config
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:  # helper and problem_unittests live at the top of the repository
+    sys.path.insert(0, str(REPO))
+
+import helper  # noqa: E402
+import problem_unittests as tests  # noqa: E402
+
+NOTEBOOK = REPO / "dlnd_face_generation.ipynb"
+CHECK_CALL = re.compile(r"^tests\.test_\w+\(.*\)[ \t]*$", re.MULTILINE)
+NEEDED = ["helper", "tests", "model_inputs", "halvings", "discriminator", "generator", "cross_entropy", "model_loss",
+          "model_opt", "train"]
+
+
+def notebook_imports(cells):
+    """The notebook's import statements alone (helper, tests, keras, tf, ...), without the rest of their cells."""
+    statements = [statement for cell in cells for statement in ast.parse(cell.source).body
+                  if isinstance(statement, (ast.Import, ast.ImportFrom))]
+    return compile(ast.Module(statements, type_ignores=[]), f"<{NOTEBOOK.name} imports>", "exec")
+
+
+@pytest.fixture(scope="module")
+def notebook():
+    """The notebook's network functions, from the cells that end with a check, without running the checks."""
+    cells = nbformat.read(NOTEBOOK, as_version=4).cells
+    namespace = {}
+    exec(notebook_imports([cell for cell in cells if cell.cell_type == "code"]), namespace)
+    for number, cell in enumerate(cells):
+        if cell.cell_type == "code" and CHECK_CALL.search(cell.source):
+            source = CHECK_CALL.sub("", cell.source)
+            filename = f"<{NOTEBOOK.name} cell {number}>"
+            # Give the source to linecache, as IPython does, so tf.function's autograph can read it.
+            linecache.cache[filename] = (len(source), None, source.splitlines(keepends=True), filename)
+            exec(compile(source, filename, "exec"), namespace)
+    missing = [name for name in NEEDED if name not in namespace]
+    assert not missing, f"The notebook no longer defines {missing}."
+    keras.utils.set_random_seed(0)  # as the notebook's import cell does
+    return namespace
+
+
+class HeadlessShell(InteractiveShell):
+    def enable_gui(self, gui=None):
+        """Inline figures need no GUI event loop (the base class refuses to choose one)."""
+
+
+@pytest.fixture(scope="module")
+def inline_figures():
+    """An IPython shell with inline figures, as in the notebook: test_train counts the figures train shows."""
+    saved = sys.modules["__main__"], sys.displayhook, sys.excepthook, matplotlib.get_backend()
+    config = Config()
+    config.HistoryManager.enabled = False
+    shell = HeadlessShell.instance(config=config)
+    shell.enable_matplotlib("inline")
+    yield shell
+    HeadlessShell.clear_instance()
+    sys.modules["__main__"], sys.displayhook, sys.excepthook, backend = saved
+    pyplot.switch_backend(backend)
+    matplotlib.interactive(False)
+
+
+def run_check(name, function):
+    getattr(tests, f"test_{name}")(function)
+
+
+@pytest.mark.parametrize("name", ["model_inputs", "discriminator", "generator", "model_loss", "model_opt", "train"])
+def test_check_passes_on_the_notebook(notebook, inline_figures, capsys, name):
+    run_check(name, notebook[name])
+    assert capsys.readouterr().out == "Tests Passed\n"
+
+
+# --- Tools to break a correct function in one place ------------------------------------------------
+
+
+def with_globals(function, **replacements):
+    """A copy of a notebook function that sees other globals, e.g. model_opt with another model_loss."""
+    return types.FunctionType(function.__code__, {**function.__globals__, **replacements}, function.__name__,
+                              function.__defaults__, function.__closure__)
+
+
+def with_last_layers(model, *new_layers, drop=1):
+    """The same network (same layers, same weights) with its last `drop` layers replaced by `new_layers`."""
+    return keras.Sequential([keras.Input(model.input_shape[1:]), *model.layers[: len(model.layers) - drop],
+                             *new_layers])
+
+
+def helper_with(**replacements):
+    """The helper module with some of its functions replaced, for train to use."""
+    return types.SimpleNamespace(**{**vars(helper), **replacements})
+
+
+# --- model_inputs ----------------------------------------------------------------------------------
+
+
+def model_inputs_height_width_swapped(notebook, image_width, image_height, image_channels, z_dim):
+    return notebook["model_inputs"](image_height, image_width, image_channels, z_dim)
+
+
+def model_inputs_float64(notebook, image_width, image_height, image_channels, z_dim):
+    return tuple(tf.TensorSpec(spec.shape, tf.float64, spec.name)
+                 for spec in notebook["model_inputs"](image_width, image_height, image_channels, z_dim))
+
+
+def model_inputs_without_batch_dimension(notebook, image_width, image_height, image_channels, z_dim):
+    return tuple(tf.TensorSpec(spec.shape[1:], spec.dtype, spec.name)
+                 for spec in notebook["model_inputs"](image_width, image_height, image_channels, z_dim))
+
+
+# --- discriminator ---------------------------------------------------------------------------------
+
+
+def discriminator_with_two_logits(notebook, image_shape):
+    return with_last_layers(notebook["discriminator"](image_shape), layers.Dense(2))
+
+
+def discriminator_with_a_map_of_logits(notebook, image_shape):
+    """A PatchGAN-like map of logits, (batch, h, w, 1), instead of one per image."""
+    return with_last_layers(notebook["discriminator"](image_shape), layers.Conv2D(1, 3, padding="same"), drop=2)
+
+
+def discriminator_with_sigmoid_dense(notebook, image_shape):
+    return with_last_layers(notebook["discriminator"](image_shape), layers.Dense(1, activation="sigmoid"))
+
+
+def discriminator_with_sigmoid_layer(notebook, image_shape):
+    return with_last_layers(notebook["discriminator"](image_shape), layers.Activation("sigmoid"), drop=0)
+
+
+class DiscriminatorBuiltInCall(keras.Model):
+    """The classic subclassing mistake: call() creates its layers, so every call has fresh weights."""
+
+    def __init__(self, image_shape, new_discriminator):
+        super().__init__()
+        self.image_shape, self.new_discriminator = image_shape, new_discriminator
+
+    def call(self, images, training=False):
+        return self.new_discriminator(self.image_shape)(images, training=training)
+
+
+class NewDiscriminatorEveryCall:
+    """A model-like callable that builds, keeps and calls a new discriminator on every call."""
+
+    def __init__(self, build):
+        self.build = build
+        self.networks = [build()]
+
+    @property
+    def variables(self):
+        return [variable for network in self.networks for variable in network.variables]
+
+    @property
+    def layers(self):
+        return self.networks[-1].layers
+
+    def __call__(self, images, training=False):
+        self.networks.append(self.build())
+        return self.networks[-1](images, training=training)
+
+
+def discriminator_built_in_call(notebook, image_shape):
+    return DiscriminatorBuiltInCall(image_shape, notebook["discriminator"])
+
+
+def discriminator_adding_weights_every_call(notebook, image_shape):
+    return NewDiscriminatorEveryCall(functools.partial(notebook["discriminator"], image_shape))
+
+
+# --- generator -------------------------------------------------------------------------------------
+
+
+def generator_at_half_size(notebook, z_dim, image_shape):
+    """Its last transposed convolution has stride 1, so it never doubles to the full size."""
+    return with_last_layers(notebook["generator"](z_dim, image_shape),
+                            layers.Conv2DTranspose(image_shape[-1], 4, 1, padding="same"), layers.Activation("tanh"),
+                            drop=2)
+
+
+def generator_always_in_colour(notebook, z_dim, image_shape):
+    return with_last_layers(notebook["generator"](z_dim, image_shape),
+                            layers.Conv2DTranspose(3, 4, 2, padding="same"), layers.Activation("tanh"), drop=2)
+
+
+def generator_without_tanh(notebook, z_dim, image_shape):
+    return with_last_layers(notebook["generator"](z_dim, image_shape), layers.Activation("linear"))
+
+
+def generator_ignoring_z_dim(notebook, z_dim, image_shape):
+    return notebook["generator"](100, image_shape)
+
+
+# --- model_loss ------------------------------------------------------------------------------------
+
+
+def model_loss_labels_swapped(notebook, discriminator, generator, real_images, z):
+    """D calls real images fake and fakes real; G wants its fakes called fake."""
+    cross_entropy = notebook["cross_entropy"]
+    real_logits = discriminator(real_images, training=True)
+    fake_logits = discriminator(generator(z, training=True), training=True)
+    d_loss = cross_entropy(tf.zeros_like(real_logits), real_logits) + cross_entropy(tf.ones_like(fake_logits),
+                                                                                    fake_logits)
+    g_loss = cross_entropy(tf.zeros_like(fake_logits), fake_logits)
+    return d_loss, g_loss
+
+
+def model_loss_fakes_through_a_clone(notebook, discriminator, generator, real_images, z):
+    """Scores the fakes with a new copy of the discriminator, with its own (fresh) weights."""
+    return notebook["model_loss"](FakesThrough(discriminator, keras.models.clone_model(discriminator)), generator,
+                                  real_images, z)
+
+
+def model_loss_fakes_through_a_copy_with_the_same_weights(notebook, discriminator, generator, real_images, z):
+    """Scores the fakes with a copy holding the same values: equal losses, but d_loss's fake half
+    trains the copy, not the discriminator."""
+    copy = keras.models.clone_model(discriminator)
+    copy.set_weights(discriminator.get_weights())
+    return notebook["model_loss"](FakesThrough(discriminator, copy), generator, real_images, z)
+
+
+class FakesThrough:
+    """A stand-in discriminator that scores the real batch (the first call) with `real` and then the
+    fakes with `fake`."""
+
+    def __init__(self, real, fake):
+        self.networks = iter([real, fake])
+
+    def __call__(self, images, training=False):
+        return next(self.networks)(images, training=training)
+
+
+def model_loss_saturating_generator_loss(notebook, discriminator, generator, real_images, z):
+    """G minimises minus D's loss on fakes (the original minimax form), whose gradient vanishes
+    exactly when G most needs it."""
+    fake_logits = discriminator(generator(z, training=True), training=True)
+    d_loss, _ = notebook["model_loss"](discriminator, generator, real_images, z)
+    return d_loss, -notebook["cross_entropy"](tf.zeros_like(fake_logits), fake_logits)
+
+
+def model_loss_per_example(notebook, discriminator, generator, real_images, z):
+    """The cross-entropy is not averaged over the batch: each loss is a vector."""
+    per_example = keras.losses.BinaryCrossentropy(from_logits=True, reduction=None)
+    return with_globals(notebook["model_loss"], cross_entropy=per_example)(discriminator, generator, real_images, z)
+
+
+def model_loss_in_inference_mode(notebook, discriminator, generator, real_images, z):
+    """Calls the networks with training=False: batch norm uses (and never updates) its running statistics."""
+    def in_inference_mode(network):
+        return lambda inputs, training=None: network(inputs, training=False)
+
+    return notebook["model_loss"](in_inference_mode(discriminator), in_inference_mode(generator), real_images, z)
+
+
+# --- model_opt -------------------------------------------------------------------------------------
+
+
+def adam(learning_rate, beta1, variables):
+    optimizer = keras.optimizers.Adam(learning_rate, beta_1=beta1)
+    optimizer.build(variables)
+    return optimizer
+
+
+def gan_step(model_loss, discriminator, generator, updates):
+    """A training step that, for each (losses, variables, optimizer) in `updates`, applies the gradients
+    of the sum of those losses ("d_loss", "g_loss") to those variables."""
+    def train_step(real_images, z):
+        with tf.GradientTape(persistent=True) as tape:
+            d_loss, g_loss = model_loss(discriminator, generator, real_images, z)
+            losses = dict(d_loss=d_loss, g_loss=g_loss)
+            summed = [tf.add_n([losses[name] for name in loss_names]) for loss_names, _, _ in updates]
+        for loss, (_, variables, optimizer) in zip(summed, updates):
+            optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        return d_loss, g_loss
+
+    return train_step
+
+
+def model_opt_d_optimizer_on_all_variables(notebook, discriminator, generator, learning_rate, beta1):
+    """The discriminator's optimizer also moves the generator's weights, along d_loss."""
+    all_variables = discriminator.trainable_variables + generator.trainable_variables
+    d_optimizer = adam(learning_rate, beta1, all_variables)
+    g_optimizer = adam(learning_rate, beta1, generator.trainable_variables)
+    train_step = gan_step(notebook["model_loss"], discriminator, generator, [
+        (["d_loss"], all_variables, d_optimizer),
+        (["g_loss"], generator.trainable_variables, g_optimizer),
+    ])
+    return train_step, d_optimizer, g_optimizer
+
+
+def model_opt_one_optimizer_for_both_losses(notebook, discriminator, generator, learning_rate, beta1):
+    """One optimizer follows d_loss + g_loss over all the weights."""
+    all_variables = discriminator.trainable_variables + generator.trainable_variables
+    optimizer = adam(learning_rate, beta1, all_variables)
+    train_step = gan_step(notebook["model_loss"], discriminator, generator,
+                          [(["d_loss", "g_loss"], all_variables, optimizer)])
+    return train_step, optimizer, optimizer
+
+
+def model_opt_one_optimizer_object_for_both_networks(notebook, discriminator, generator, learning_rate, beta1):
+    """Each network follows its own loss, but through the same Adam object (and so the same step count)."""
+    optimizer = adam(learning_rate, beta1, discriminator.trainable_variables + generator.trainable_variables)
+    train_step = gan_step(notebook["model_loss"], discriminator, generator, [
+        (["d_loss"], discriminator.trainable_variables, optimizer),
+        (["g_loss"], generator.trainable_variables, optimizer),
+    ])
+    return train_step, optimizer, optimizer
+
+
+def model_opt_in_inference_mode(notebook, discriminator, generator, learning_rate, beta1):
+    """The notebook's model_opt, with a model_loss that calls the networks with training=False."""
+    model_opt = with_globals(notebook["model_opt"],
+                             model_loss=functools.partial(model_loss_in_inference_mode, notebook))
+    return model_opt(discriminator, generator, learning_rate, beta1)
+
+
+# --- train -----------------------------------------------------------------------------------------
+
+
+def train_without_resuming(notebook, **kwargs):
+    """Saves checkpoints but never restores them, so running it again starts over."""
+    def fresh_manager(checkpoint, directory, max_to_keep=2):
+        return tf.train.CheckpointManager(checkpoint, directory, max_to_keep)
+
+    return with_globals(notebook["train"], helper=helper_with(checkpoint_manager=fresh_manager))(**kwargs)
+
+
+def train_without_saving_pictures(notebook, **kwargs):
+    """Shows the samples and the loss curve inline but saves neither."""
+    def show_grid(images, title, path=None, **options):
+        helper.show_grid(images, title, **options)
+
+    def plot_losses(losses, title, path=None):
+        helper.plot_losses(losses, title)
+
+    unsaving = helper_with(show_grid=show_grid, plot_losses=plot_losses)
+    return with_globals(notebook["train"], helper=unsaving)(**kwargs)
+
+
+def train_returning_losses_transposed(notebook, **kwargs):
+    """Returns the losses as (2, steps): one row per network instead of one per step."""
+    generator, losses = notebook["train"](**kwargs)
+    return generator, np.transpose(losses)
+
+
+# --- Each check fails on its broken variants --------------------------------------------------------
+
+
+def broken(check, variant, message):
+    """A test case: `check` must fail on `variant` with an AssertionError whose message matches `message`."""
+    return pytest.param(check, variant, message, id=variant.__name__)
+
+
+BROKEN = [
+    broken("model_inputs", model_inputs_height_width_swapped, r"Real images should be \[batch, height, width"),
+    broken("model_inputs", model_inputs_float64, "Both inputs should be float32"),
+    broken("model_inputs", model_inputs_without_batch_dimension, r"Real images should be \[batch, height, width"),
+    broken("discriminator", discriminator_with_two_logits, r"the output should be \(4, 1\), got \(4, 2\)"),
+    broken("discriminator", discriminator_with_a_map_of_logits, r"the output should be \(4, 1\), got \(4, 7, 7, 1\)"),
+    broken("discriminator", discriminator_with_sigmoid_dense, "should return logits; its last layer applies 'sigmoid'"),
+    broken("discriminator", discriminator_with_sigmoid_layer, "should return logits; its last layer applies 'sigmoid'"),
+    broken("discriminator", discriminator_built_in_call, "Two calls on the same images disagree"),
+    broken("discriminator", discriminator_adding_weights_every_call, "A second call created new weights"),
+    broken("generator", generator_at_half_size, r"the output should be \(4, 28, 28, 1\), got \(4, 14, 14, 1\)"),
+    broken("generator", generator_always_in_colour, r"the output should be \(4, 28, 28, 1\), got \(4, 28, 28, 3\)"),
+    broken("generator", generator_without_tanh, r"The images should lie in \[-1, 1\]"),
+    broken("generator", generator_ignoring_z_dim, r"The input should be \(None, 7\)"),
+    broken("model_loss", model_loss_labels_swapped, r"\(d_loss, g_loss\) differ from sigmoid cross-entropy"),
+    broken("model_loss", model_loss_fakes_through_a_clone, r"\(d_loss, g_loss\) differ from sigmoid cross-entropy"),
+    broken("model_loss", model_loss_fakes_through_a_copy_with_the_same_weights, "The gradient of d_loss .* is wrong"),
+    broken("model_loss", model_loss_saturating_generator_loss, r"\(d_loss, g_loss\) differ from sigmoid cross-entropy"),
+    broken("model_loss", model_loss_per_example, "Each loss should be a scalar"),
+    broken("model_opt", model_opt_d_optimizer_on_all_variables, "of generator weights .* took one Adam step"),
+    broken("model_opt", model_opt_one_optimizer_for_both_losses, "Each network needs its own optimizer"),
+    broken("model_opt", model_opt_one_optimizer_object_for_both_networks, "Each network needs its own optimizer"),
+    # Inference-mode batch norm also changes the gradients, so the step check fires before the
+    # batch-norm one (in every seed tried); either is a catch.
+    broken("model_opt", model_opt_in_inference_mode, "took one Adam step|Batch-norm statistic .* did not change"),
+    broken("train", train_without_resuming, "should resume from its last checkpoint"),
+    broken("train", train_without_saving_pictures, r"Saved pictures: \[\]"),
+    broken("train", train_returning_losses_transposed, r"4 finite \(d_loss, g_loss\) rows, got shape \(2, 4\)"),
+]
+
+
+@pytest.mark.parametrize("check, variant, message", BROKEN)
+def test_check_fails_on_broken_variant(notebook, inline_figures, capsys, check, variant, message):
+    with pytest.raises(AssertionError, match=message):
+        run_check(check, functools.partial(variant, notebook))
+    assert "Tests Passed" not in capsys.readouterr().out
