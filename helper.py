@@ -117,9 +117,10 @@ def download(urls, path, md5, decompress=False):
             if getattr(error, "code", None) == 416:  # the part is already full length, yet wrong
                 part.unlink()
             continue
-        if _matches(part, md5, decompress):
+        actual = _md5_or_error(part, decompress)
+        if actual == md5:
             return part.replace(path)
-        failures.append(f"{url}: wrong checksum (md5 {_md5_or_error(part, decompress)}, expected {md5})")
+        failures.append(f"{url}: wrong checksum (md5 {actual}, expected {md5})")
         part.unlink()
     raise DownloadError(f"Could not download {path.name}:\n  " + "\n  ".join(failures))
 
@@ -166,7 +167,8 @@ def load_mnist(data_dir="data", split="train", mirrors=MNIST_MIRRORS):
         with np.load(MNIST_SAMPLE, allow_pickle=False) as sample:
             images, labels = sample["images"], sample["labels"]
         name = f"MNIST sample (offline: {len(images):,} of the 60,000 training digits)"
-        print(f"{error}\nNo network: using the {name} committed in {MNIST_SAMPLE.parent.name}/.")
+        print(f"{error}\nGoing on using the {name} committed in {MNIST_SAMPLE.parent.name}/. For all of "
+              f"MNIST, run again when online, or put the official .gz files in {directory}/.")
     return images[..., np.newaxis], labels, name
 
 
@@ -215,7 +217,7 @@ def load_celeba(data_dir="data", download_missing=True, urls=CELEBA_URLS, standi
         try:
             if not archive.exists():
                 if not download_missing:
-                    raise DownloadError("CelebA is not in " + str(data_dir) + " and downloading it was turned off.")
+                    raise DownloadError(f"CelebA is not in {data_dir}/ and downloading it is turned off.")
                 download(urls, archive, CELEBA_MD5)
             elif md5sum(archive) != CELEBA_MD5:
                 raise DownloadError(
@@ -225,7 +227,8 @@ def load_celeba(data_dir="data", download_missing=True, urls=CELEBA_URLS, standi
             extract_zip(archive, data_dir, CELEBA_DIR)
         except DownloadError as error:
             standin_count = standin_count or 10_000
-            print(f"{error}\nUsing {standin_count:,} {STANDIN_NAME}, made by helper.make_standin_faces.")
+            print(f"{error}\nUsing {standin_count:,} {STANDIN_NAME}, made by helper.make_standin_faces. "
+                  f"For CelebA, run again when online, or put {CELEBA_ZIP} in {data_dir}/.")
             return _jpegs(standin_faces(data_dir / "standin", standin_count)), STANDIN_NAME
     files = _jpegs(folder)
     if len(files) != CELEBA_COUNT:

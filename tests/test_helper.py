@@ -213,7 +213,7 @@ def test_load_mnist_falls_back_to_the_committed_sample_offline(tmp_path, refused
     assert "offline" in name and "10,000" in name
     out = capsys.readouterr().out
     assert "Could not download train-images-idx3-ubyte.gz" in out
-    assert f"using the {name} committed in data/" in out
+    assert f"using the {name} committed in data/" in out and "put the official .gz files in" in out
     assert list((tmp_path / "mnist").iterdir()) == []
 
 
@@ -274,7 +274,7 @@ def test_load_celeba_uses_an_incomplete_folder_and_says_so(tmp_path, capsys):
 
 
 STANDIN_CAUSES = {  # why CelebA can't be had -> what load_celeba says
-    "download turned off": "downloading it was turned off",
+    "download turned off": "downloading it is turned off",
     "mirror refused": "Could not download img_align_celeba.zip",
     "zip with wrong MD5": "img_align_celeba.zip is not the official CelebA file",
 }
