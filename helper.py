@@ -414,3 +414,26 @@ def checkpoint_manager(checkpoint, directory, max_to_keep=2):
         checkpoint.restore(manager.latest_checkpoint).assert_consumed()
         print(f"Resumed from {manager.latest_checkpoint} (step {int(checkpoint.step):,}).")
     return manager
+
+
+# --- Measuring results --------------------------------------------------------------------
+
+
+def _sqrtm_psd(matrix):
+    """Square root of a symmetric positive semi-definite matrix, by its eigendecomposition."""
+    values, vectors = np.linalg.eigh(matrix)
+    return (vectors * np.sqrt(np.clip(values, 0, None))) @ vectors.T
+
+
+def frechet_distance(features_a, features_b):
+    """Fréchet distance between Gaussians fitted to two sets of feature vectors ([N, D] each).
+
+    ||mu_a - mu_b||^2 + Tr(C_a + C_b - 2 (C_a^1/2 C_b C_a^1/2)^1/2): the FID when the features
+    come from InceptionV3, or any network's penultimate layer.
+    """
+    features_a, features_b = (np.asarray(f, np.float64) for f in (features_a, features_b))
+    mu_a, mu_b = features_a.mean(0), features_b.mean(0)
+    cov_a, cov_b = np.cov(features_a, rowvar=False), np.cov(features_b, rowvar=False)
+    root_a = _sqrtm_psd(cov_a)
+    cross = np.trace(_sqrtm_psd(root_a @ cov_b @ root_a))
+    return float(np.sum((mu_a - mu_b) ** 2) + np.trace(cov_a) + np.trace(cov_b) - 2 * cross)
