@@ -111,8 +111,9 @@ def test_download_error_names_every_mirror(tmp_path, broken_mirror):
     urls = [broken_mirror(kind) for kind in BROKEN_MIRRORS]
     with pytest.raises(helper.DownloadError) as error:
         download_labels(urls, tmp_path)
-    title, *failures = str(error.value).splitlines()
+    title, *failures, advice = str(error.value).splitlines()
     assert title == f"Could not download {LABELS_GZ}:"
+    assert advice.startswith("Check the connection and run again") and str(tmp_path / LABELS_GZ) in advice
     assert len(failures) == len(urls)
     for failure, url, (_, reason) in zip(failures, urls, BROKEN_MIRRORS.values()):
         assert failure.startswith(f"  {url}{LABELS_GZ}: ") and reason in failure

@@ -4,10 +4,7 @@ Each broken variant below takes the notebook's namespace first (bound with funct
 it can start from the correct function and break one thing about it.
 """
 
-import ast
 import functools
-import linecache
-import re
 import sys
 import types
 from pathlib import Path
@@ -15,7 +12,6 @@ from pathlib import Path
 import keras
 import matplotlib
 from matplotlib import pyplot
-import nbformat
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -29,37 +25,12 @@ if str(REPO) not in sys.path:  # helper and problem_unittests live at the top of
 
 import helper  # noqa: E402
 import problem_unittests as tests  # noqa: E402
-
-NOTEBOOK = REPO / "dlnd_face_generation.ipynb"
-CHECK_CALL = re.compile(r"^tests\.test_\w+\(.*\)[ \t]*$", re.MULTILINE)
-NEEDED = ["helper", "tests", "model_inputs", "halvings", "discriminator", "generator", "cross_entropy", "model_loss",
-          "model_opt", "train"]
-
-
-def notebook_imports(cells):
-    """The notebook's import statements alone (helper, tests, keras, tf, ...), without the rest of their cells."""
-    statements = [statement for cell in cells for statement in ast.parse(cell.source).body
-                  if isinstance(statement, (ast.Import, ast.ImportFrom))]
-    return compile(ast.Module(statements, type_ignores=[]), f"<{NOTEBOOK.name} imports>", "exec")
+from notebook import notebook_functions  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def notebook():
-    """The notebook's network functions, from the cells that end with a check, without running the checks."""
-    cells = nbformat.read(NOTEBOOK, as_version=4).cells
-    namespace = {}
-    exec(notebook_imports([cell for cell in cells if cell.cell_type == "code"]), namespace)
-    for number, cell in enumerate(cells):
-        if cell.cell_type == "code" and CHECK_CALL.search(cell.source):
-            source = CHECK_CALL.sub("", cell.source)
-            filename = f"<{NOTEBOOK.name} cell {number}>"
-            # Give the source to linecache, as IPython does, so tf.function's autograph can read it.
-            linecache.cache[filename] = (len(source), None, source.splitlines(keepends=True), filename)
-            exec(compile(source, filename, "exec"), namespace)
-    missing = [name for name in NEEDED if name not in namespace]
-    assert not missing, f"The notebook no longer defines {missing}."
-    keras.utils.set_random_seed(0)  # as the notebook's import cell does
-    return namespace
+    return notebook_functions()
 
 
 class HeadlessShell(InteractiveShell):

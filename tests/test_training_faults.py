@@ -1,0 +1,115 @@
+"""Training survives faults: a killed process, the stop button, a diverging run, a wrong checkpoint."""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from notebook import notebook_functions
+from train_worker import STEPS_PER_EPOCH, digits
+
+WORKER = Path(__file__).with_name("train_worker.py")
+
+
+@pytest.fixture(scope="module")
+def train():
+    return notebook_functions()["train"]
+
+
+def start_worker(run_dir, epochs, sample_every):
+    env = {**os.environ, "MPLBACKEND": "Agg", "PYTHONPATH": os.pathsep.join([str(WORKER.parent.parent),
+                                                                              str(WORKER.parent)])}
+    return subprocess.Popen([sys.executable, str(WORKER), str(run_dir), str(epochs), str(sample_every)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def checkpointed_step(run_dir):
+    """The step stored in the latest checkpoint of `run_dir`, or None."""
+    latest = tf.train.latest_checkpoint(Path(run_dir, "checkpoints"))
+    return latest and int(tf.train.load_checkpoint(latest).get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE"))
+
+
+def wait_for(condition, process, seconds=120):
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert process.poll() is None, f"the worker ended early:\n{process.communicate()[1][-2000:]}"
+        assert time.monotonic() < deadline, "the worker did not get there in time"
+        time.sleep(0.05)
+
+
+def test_killed_run_resumes_at_its_checkpoint_with_the_same_weights(tmp_path, train):
+    worker = start_worker(tmp_path, epochs=6, sample_every=STEPS_PER_EPOCH)
+    wait_for(lambda: (checkpointed_step(tmp_path) or 0) >= STEPS_PER_EPOCH, worker)
+    worker.kill()  # SIGKILL: no chance to clean up
+    worker.wait()
+    killed_at = checkpointed_step(tmp_path)
+    assert killed_at % STEPS_PER_EPOCH == 0 and killed_at < 6 * STEPS_PER_EPOCH
+
+    # Asked for just the steps already done, train restores and returns the checkpointed weights.
+    generator, losses = train(digits(), "resumed", killed_at // STEPS_PER_EPOCH, z_dim=8, learning_rate=2e-4,
+                              beta1=0.5, run_dir=tmp_path, images_dir=tmp_path / "images")
+    saved = tf.train.load_checkpoint(tf.train.latest_checkpoint(tmp_path / "checkpoints"))
+    np.testing.assert_array_equal(losses, saved.get_tensor("losses/.ATTRIBUTES/VARIABLE_VALUE"))
+    restored = tf.keras.models.clone_model(generator)
+    tf.train.Checkpoint(generator=restored).restore(tf.train.latest_checkpoint(tmp_path / "checkpoints")) \
+        .expect_partial().assert_existing_objects_matched()
+    for a, b in zip(generator.weights, restored.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+    # Run to the end, it goes on from there and reaches the full step count.
+    finished = start_worker(tmp_path, epochs=6, sample_every=STEPS_PER_EPOCH)
+    out, err = finished.communicate(timeout=300)
+    assert finished.returncode == 0, err[-2000:]
+    assert f"(step {killed_at})" in out and "Resumed from" in out
+    assert checkpointed_step(tmp_path) == 6 * STEPS_PER_EPOCH
+    final = tf.train.load_checkpoint(tf.train.latest_checkpoint(tmp_path / "checkpoints"))
+    assert final.get_tensor("losses/.ATTRIBUTES/VARIABLE_VALUE").shape == (6 * STEPS_PER_EPOCH, 2)
+
+
+def test_stop_button_saves_a_checkpoint_before_stopping(tmp_path):
+    worker = start_worker(tmp_path, epochs=100, sample_every=1000)  # no checkpoint before the end
+    progress = []
+    threading.Thread(target=lambda: progress.extend(iter(lambda: worker.stderr.read(64), "")), daemon=True).start()
+
+    def steps_done():
+        counts = re.findall(r"\| *(\d+)/1000 ", "".join(progress))
+        return int(counts[-1]) if counts else 0
+
+    wait_for(lambda: steps_done() >= 5, worker)
+    worker.send_signal(signal.SIGINT)  # what Jupyter's stop button sends the kernel
+    out = worker.stdout.read()
+    worker.wait(timeout=60)
+    stopped_at = checkpointed_step(tmp_path)
+    assert stopped_at and stopped_at >= 5
+    assert f"Stopped at step {stopped_at:,}; checkpoint saved." in out
+    assert worker.returncode != 0  # the interrupt still stops the notebook
+
+
+def test_diverging_run_stops_and_keeps_the_last_good_checkpoint(tmp_path, train):
+    images = np.array(list(digits().unbatch().as_numpy_iterator()))
+    images[7 * 64] = np.nan  # the 8th batch poisons the losses
+    poisoned = tf.data.Dataset.from_tensor_slices(images).batch(64)
+    with pytest.raises(FloatingPointError, match=r"Training diverged at step 8: .*ckpt-5, is kept"):
+        train(poisoned, "diverging", 1, z_dim=8, learning_rate=2e-4, beta1=0.5, run_dir=tmp_path,
+              images_dir=tmp_path / "images", sample_every=5)
+    assert checkpointed_step(tmp_path) == 5
+    saved = tf.train.load_checkpoint(tf.train.latest_checkpoint(tmp_path / "checkpoints"))
+    assert all(np.isfinite(saved.get_tensor(name)).all() for name in saved.get_variable_to_dtype_map()
+               if name != "_CHECKPOINTABLE_OBJECT_GRAPH")
+
+
+@pytest.mark.parametrize("change", ["z_dim", "image size"])
+def test_checkpoint_of_other_networks_is_refused(tmp_path, train, change):
+    options = dict(epochs=1, learning_rate=2e-4, beta1=0.5, run_dir=tmp_path, images_dir=tmp_path / "images")
+    train(digits(), "first", z_dim=8, **options)
+    dataset, z_dim = (digits(), 16) if change == "z_dim" else (digits().map(lambda x: tf.image.resize(x, (32, 32))), 8)
+    with pytest.raises(ValueError, match="(?s)was written by other networks .* delete .* or choose another output_dir"):
+        train(dataset, "second", z_dim=z_dim, **options)

@@ -1,0 +1,27 @@
+"""Runs the notebook's `train` on 640 real digits in a process of its own, for the tests that kill it.
+
+    python tests/train_worker.py RUN_DIR EPOCHS SAMPLE_EVERY
+"""
+
+import sys
+
+import numpy as np
+import tensorflow as tf
+
+import helper
+from notebook import notebook_functions
+
+STEPS_PER_EPOCH = 10
+
+
+def digits(batch_size=64):
+    """Ten batches of real MNIST digits in [-1, 1], in a fixed order."""
+    with np.load(helper.MNIST_SAMPLE, allow_pickle=False) as sample:
+        images = sample["images"][: STEPS_PER_EPOCH * batch_size, ..., None]
+    return tf.data.Dataset.from_tensor_slices(images).batch(batch_size).map(helper.to_unit_range)
+
+
+if __name__ == "__main__":
+    run_dir, epochs, sample_every = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    notebook_functions()["train"](digits(), "worker", epochs, z_dim=8, learning_rate=2e-4, beta1=0.5,
+                                  run_dir=run_dir, images_dir=f"{run_dir}/images", sample_every=sample_every)
