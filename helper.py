@@ -1,15 +1,20 @@
 """Everything the notebook's lesson is not about: getting and checking the data, turning it
 into `tf.data` batches, image grids, and saving what training produced."""
 
+import argparse
+import contextlib
 import gzip
 import hashlib
+import io
 import json
 import shutil
+import socket
 import urllib.error
 import urllib.request
 import zipfile
 from pathlib import Path
 
+import keras
 import numpy as np
 import tensorflow as tf
 from tqdm.auto import tqdm
@@ -336,11 +341,17 @@ def celeba_dataset(files, image_size, batch_size, seed=0):
 # --- Pictures and results -----------------------------------------------------------------
 
 
+def to_uint8(images):
+    """[-1, 1] floats -> uint8 pixels [0, 255]; uint8 images are returned as they are."""
+    images = np.asarray(images)
+    if images.dtype == np.uint8:
+        return images
+    return np.round((np.clip(images, -1, 1) + 1) * 127.5).astype(np.uint8)
+
+
 def image_grid(images, cols=None):
     """Tile images ([-1, 1] floats or uint8, NHWC) into one uint8 picture, a square by default."""
-    images = np.asarray(images)
-    if images.dtype != np.uint8:
-        images = np.round((np.clip(images, -1, 1) + 1) * 127.5).astype(np.uint8)
+    images = to_uint8(images)
     n, h, w, c = images.shape
     cols = cols or int(np.ceil(np.sqrt(n)))
     rows = int(np.ceil(n / cols))
@@ -350,16 +361,28 @@ def image_grid(images, cols=None):
     return grid[..., 0] if c == 1 else grid
 
 
+def _enlarged(grid):
+    """A grid (as `image_grid` returns) as a PIL image, enlarged by a whole factor to about 512 pixels."""
+    from PIL import Image
+
+    scale = max(1, 512 // max(grid.shape[:2]))  # small images stay sharp at a viewable size
+    return Image.fromarray(grid).resize((grid.shape[1] * scale, grid.shape[0] * scale), Image.NEAREST)
+
+
+def save_image(grid, path):
+    """Save a grid (as `image_grid` returns) as a PNG, enlarged to about 512 pixels; return the path."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    _enlarged(grid).save(path)
+    return path
+
+
 def show_grid(images, title, path=None, cols=None, width=5):
     """Show a grid of images inline (`width` inches wide), and save it as a PNG when `path` is given."""
     import matplotlib.pyplot as plt
-    from PIL import Image
 
     grid = image_grid(images, cols)
     if path:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        scale = max(1, 512 // max(grid.shape[:2]))  # small images stay sharp at a viewable size
-        Image.fromarray(grid).resize((grid.shape[1] * scale, grid.shape[0] * scale), Image.NEAREST).save(path)
+        save_image(grid, path)
     plt.figure(figsize=(width, width * grid.shape[0] / grid.shape[1]))
     plt.imshow(grid, cmap="gray" if grid.ndim == 2 else None)
     plt.title(title)
@@ -416,6 +439,108 @@ def checkpoint_manager(checkpoint, directory, max_to_keep=2):
     return manager
 
 
+# --- Results after training ---------------------------------------------------------------
+
+
+def noise(count, z_dim, seed=0):
+    """`count` z vectors from normal(0, 1), the exported generators' z_distribution; the same for the same seed."""
+    return np.random.default_rng(seed).standard_normal((count, z_dim)).astype(np.float32)
+
+
+def slerp(a, b, t):
+    """Spherical interpolation: the points at fractions `t` along the arc from vector `a` to `b`, one per row."""
+    omega = np.arccos(np.clip(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b)), -1, 1))
+    t = np.asarray(t, np.float64)[:, np.newaxis]
+    weight_a, weight_b = np.sin((1 - t) * omega) / np.sin(omega), np.sin(t * omega) / np.sin(omega)
+    return weight_a * a + weight_b * b
+
+
+def latent_walk(generator, z_dim, points=4, steps=8, seed=0):
+    """The generator's images along a smooth path through `points` random z vectors, in [-1, 1].
+
+    One row of `steps` images per stretch, from one point to the next (both included): show it with
+    `show_grid(walk, title, cols=steps)`. The same seed gives the same walk.
+    """
+    ends = noise(points, z_dim, seed)
+    # Gaussian z in many dimensions lie near a sphere of radius sqrt(z_dim), at nearly right angles to each
+    # other: a straight line between two cuts inside it (to ~0.7 of the radius midway), to z the generator
+    # never saw in training. The arc keeps the length.
+    z = np.concatenate([slerp(a, b, np.linspace(0, 1, steps)) for a, b in zip(ends[:-1], ends[1:])])
+    return np.asarray(generator(z.astype(np.float32), training=False))
+
+
+def save_gif(frames, path, duration=200, hold=2000):
+    """Save grids (as `image_grid` returns) as a looping animated GIF, enlarged like `save_image`; return the path.
+
+    Each frame shows for `duration` ms, the last for `hold` ms. In a notebook, show it with
+    `IPython.display.Image(filename=path)`. A frame identical to the one before is merged into it.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    first, *rest = [_enlarged(frame) for frame in frames]
+    first.save(path, save_all=True, append_images=rest, duration=[duration] * len(rest) + [hold], loop=0)
+    return path
+
+
+def generate(model_dir, count, seed=0):
+    """`count` new images (uint8, NHWC) from the generator exported in `model_dir`; the same for the same seed.
+
+    Needs nothing but Keras: `generator.keras` is loaded with `keras.saving.load_model`, and z drawn
+    as its `config.json` says.
+    """
+    model_dir = Path(model_dir)
+    config = json.loads((model_dir / "config.json").read_text())
+    generator = keras.saving.load_model(model_dir / "generator.keras")
+    return to_uint8(generator.predict(noise(count, config["z_dim"], seed), verbose=0))
+
+
+def _inception(weights, size):
+    """InceptionV3 up to its 2,048 average-pooled features, or None (said in one line) if its weights cannot be had."""
+    timeout = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(TIMEOUT)  # Keras downloads with urlretrieve, which would wait forever on a silent network
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):  # Keras's "Downloading data from" line: ours says it all
+            return keras.applications.InceptionV3(
+                include_top=False, weights=weights, input_shape=(size, size, 3), pooling="avg"
+            )
+    except Exception as error:
+        # Keras reports a failed download as a bare Exception, a timeout as an OSError; anything else is a bug.
+        if type(error) is not Exception and not isinstance(error, OSError):
+            raise
+        print(f"FID skipped: could not download InceptionV3's ImageNet weights ({error}). Run it again when online.")
+        return None
+    finally:
+        socket.setdefaulttimeout(timeout)
+
+
+def _inception_features(model, images, batch_size):
+    """The model's features of images (uint8 or [-1, 1] floats, grey or RGB), a batch at a time to bound memory."""
+    size = model.input_shape[1]
+
+    def features(batch):
+        batch = tf.image.resize(tf.cast(to_uint8(batch), tf.float32), (size, size))  # the pixels as saved
+        if batch.shape[-1] == 1:  # InceptionV3 takes RGB
+            batch = tf.image.grayscale_to_rgb(batch)
+        return model(keras.applications.inception_v3.preprocess_input(batch), training=False)
+
+    return np.concatenate([features(images[i : i + batch_size]) for i in range(0, len(images), batch_size)])
+
+
+def fid(images_a, images_b, weights="imagenet", size=299, batch_size=50):
+    """Fréchet Inception Distance between two sets of images (uint8 or [-1, 1] floats, NHWC); lower is closer.
+
+    The images are resized to `size` x `size` (InceptionV3's own 299; 75 at least) for its features.
+    `weights=None` uses a randomly initialised network, for tests: its numbers are not FIDs. FID is
+    biased upward for small sets, so compare FIDs only between sets of the same size (thousands;
+    InceptionV3 at 299 is 6 GFLOPs per image, minutes per thousand images on a CPU).
+    Returns None, saying so in one line, when InceptionV3's ImageNet weights cannot be downloaded.
+    """
+    model = _inception(weights, size)
+    if model is None:
+        return None
+    return frechet_distance(*(_inception_features(model, images, batch_size) for images in (images_a, images_b)))
+
+
 # --- Measuring results --------------------------------------------------------------------
 
 
@@ -437,3 +562,43 @@ def frechet_distance(features_a, features_b):
     root_a = _sqrtm_psd(cov_a)
     cross = np.trace(_sqrtm_psd(root_a @ cov_b @ root_a))
     return float(np.sum((mu_a - mu_b) ** 2) + np.trace(cov_a) + np.trace(cov_b) - 2 * cross)
+
+
+# --- Command line -------------------------------------------------------------------------
+
+
+def _generate_command(args):
+    """`generate`: write new images from an exported generator, as one grid or one file each."""
+    from PIL import Image
+
+    images = generate(args.model_dir, args.count, args.seed)
+    out = Path(args.out or ("generated" if args.separate else "generated.png"))
+    if args.separate:
+        out.mkdir(parents=True, exist_ok=True)
+        for i, image in enumerate(images):
+            Image.fromarray(image_grid(image[np.newaxis])).save(out / f"{i:04d}.png")  # at the generator's size
+    else:
+        save_image(image_grid(images), out)
+    print(f"Wrote {len(images):,} images from {args.model_dir} to {out}.")
+
+
+def main(argv=None):
+    """`python helper.py <command> ...`: what can be done without the notebook. `--help` lists the commands."""
+    parser = argparse.ArgumentParser(prog="helper.py", description=main.__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    command = commands.add_parser("generate", help="new images from an exported generator, as a PNG grid or files")
+    command.add_argument("model_dir", help="a folder with generator.keras and config.json, e.g. output/mnist")
+    command.add_argument("--count", type=int, default=64, help="how many images (default 64)")
+    command.add_argument("--seed", type=int, default=0, help="the same seed gives the same images (default 0)")
+    command.add_argument("--out", help="the PNG grid to write (default generated.png), or the folder with --separate")
+    command.add_argument("--separate", action="store_true",
+                         help="one PNG per image, at the generator's size, into the folder --out (default generated/)")
+    command.set_defaults(run=_generate_command)
+
+    args = parser.parse_args(argv)
+    args.run(args)
+
+
+if __name__ == "__main__":
+    main()
