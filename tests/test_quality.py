@@ -1,0 +1,90 @@
+"""Tests for measuring generated digits: the committed MNIST classifier, and what `MnistQuality`
+says of real digits, of noise and of digits of one class."""
+
+import shutil
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+import helper
+
+MNIST_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
+N = 1_000  # samples per measure: FDs of real digits stay far below those of wrong ones
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    """A data folder holding the four official MNIST files, so that nothing is downloaded."""
+    if not MNIST_DIR.is_dir():
+        pytest.skip(f"the official MNIST files are not in {MNIST_DIR}")
+    data_dir = tmp_path_factory.mktemp("data")
+    (data_dir / "mnist").mkdir()
+    for path in MNIST_DIR.glob("*.gz"):
+        shutil.copyfile(path, data_dir / "mnist" / path.name)
+    return data_dir
+
+
+@pytest.fixture(scope="module")
+def train(data_dir):
+    """The first training digits and their labels."""
+    images, labels, _ = helper.load_mnist(data_dir, "train", mirrors=())
+    return images[:10_000], labels[:10_000]
+
+
+@pytest.fixture(scope="module")
+def quality(data_dir):
+    return helper.MnistQuality(data_dir, mirrors=())
+
+
+def test_committed_classifier_loads_with_keras_alone_and_knows_99_percent_of_test_digits(data_dir):
+    images, labels, _ = helper.load_mnist(data_dir, "test", mirrors=())
+    classifier = keras.saving.load_model(helper.MNIST_CLASSIFIER)
+    probabilities = classifier.predict(helper.to_unit_range(images), batch_size=500, verbose=0)
+    assert np.mean(probabilities.argmax(1) == labels) >= 0.99
+    assert 64 <= classifier.get_layer("features").units <= 128
+    assert classifier.count_params() < 150_000
+
+
+def test_real_digits_measure_like_the_test_set(quality, train):
+    images, _ = train
+    result = quality(images[:N])
+    assert result["fd"] < 5
+    assert result["score"] > 9.5  # sure of each digit, and all ten digits about equally often
+    assert result["shares"].sum() == pytest.approx(1)
+    assert result["shares"].min() > 0.07
+
+
+def test_uint8_and_unit_range_floats_measure_the_same(quality, train):
+    images = train[0][:500]
+    as_floats = quality(images.astype(np.float32) / 127.5 - 1)
+    as_uint8 = quality(images)
+    assert as_floats["fd"] == pytest.approx(as_uint8["fd"])
+    np.testing.assert_array_equal(as_floats["shares"], as_uint8["shares"])
+
+
+@pytest.mark.parametrize("kind", ["noise", "ones"])
+def test_noise_or_a_single_digit_is_far_from_real_digits(quality, train, kind):
+    images, labels = train
+    if kind == "noise":
+        images = np.random.default_rng(0).uniform(-1, 1, (N, 28, 28, 1))
+    else:
+        images = images[labels == 1]
+    result = quality(images)
+    assert result["fd"] > 50  # real digits: about 1
+    assert result["score"] < 1.5
+    assert result["shares"].sum() == pytest.approx(1)
+    if kind == "ones":
+        assert result["shares"][1] > 0.99
+
+
+def test_a_repeated_image_scores_1(quality, train):
+    assert quality(np.repeat(train[0][:1], 100, axis=0))["score"] == pytest.approx(1)
+
+
+def test_classifier_score_counts_the_classes_images_are_sure_of_when_equally_frequent():
+    for classes in (10, 2, 1):
+        sure = np.eye(10)[np.arange(1000) % classes]
+        assert helper.classifier_score(sure) == pytest.approx(classes)
+    assert helper.classifier_score(np.full((1000, 10), 0.1)) == pytest.approx(1)  # sure of nothing
