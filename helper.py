@@ -7,8 +7,11 @@ import gzip
 import hashlib
 import io
 import json
+import os
 import shutil
 import socket
+import tempfile
+import time
 import urllib.error
 import urllib.request
 import zipfile
@@ -305,12 +308,15 @@ def make_standin_faces(archive, count, seed=0):
 # --- tf.data pipelines --------------------------------------------------------------------
 
 
+FACE_CACHE_FORMAT = 1  # raise it when the preprocessing changes, so that older caches are rebuilt
+
+
 def _batches(dataset, batch_size, seed, preprocess):
-    """Shuffle anew each epoch, preprocess in parallel, batch, and prefetch."""
+    """Shuffle anew each epoch, batch, preprocess the batches in parallel, and prefetch."""
     return (
         dataset.shuffle(dataset.cardinality(), seed=seed, reshuffle_each_iteration=True)
-        .map(preprocess, num_parallel_calls=tf.data.AUTOTUNE)
         .batch(batch_size, drop_remainder=True)
+        .map(preprocess, num_parallel_calls=tf.data.AUTOTUNE)
         .prefetch(tf.data.AUTOTUNE)
     )
 
@@ -325,19 +331,239 @@ def mnist_dataset(images, batch_size, seed=0):
     return _batches(tf.data.Dataset.from_tensor_slices(images), batch_size, seed, to_unit_range)
 
 
-def celeba_face(path, size):
-    """Read one aligned CelebA JPEG, take the centered 108x108 face and resize it to `size`."""
+def _face_pixels(path, size):
+    """One aligned CelebA JPEG's centered 108x108 face, resized to `size`: float32 pixels in [0, 255]."""
     image = tf.io.decode_jpeg(tf.io.read_file(path), channels=3)
     top, left = (CELEBA_SHAPE[0] - FACE_CROP) // 2, (CELEBA_SHAPE[1] - FACE_CROP) // 2
     face = tf.image.crop_to_bounding_box(image, top, left, FACE_CROP, FACE_CROP)
-    return to_unit_range(tf.image.resize(face, (size, size), method="bilinear", antialias=True))
+    return tf.image.resize(face, (size, size), method="bilinear", antialias=True)
 
 
-def celeba_dataset(files, image_size, batch_size, seed=0):
-    """Shuffled batches of face crops in [-1, 1], decoded in parallel from the JPEG files."""
-    return _batches(
-        tf.data.Dataset.from_tensor_slices(files), batch_size, seed, lambda f: celeba_face(f, image_size)
+def celeba_face(path, size):
+    """Read one aligned CelebA JPEG, take the centered 108x108 face and resize it to `size`, in [-1, 1]."""
+    return to_unit_range(_face_pixels(path, size))
+
+
+def face_cache_path(files, size):
+    """Where the faces of `files` at `size` are cached: beside their folder, as `<folder>_<size>.npy`.
+
+    CelebA's is `data/img_align_celeba_64.npy`. Stand-in faces live in a folder of their own
+    (`data/standin/img_align_celeba/`), so their cache is in there and never where CelebA's goes.
+    """
+    folder = Path(files[0]).parent
+    return folder.with_name(f"{folder.name}_{size}.npy")
+
+
+def _sidecar(path):
+    return path.with_suffix(".json")
+
+
+def _face_cache_record(files, size, path):
+    """What the sidecar of a cache of `files` at `size`, at `path`, says it was built from.
+
+    The files count by their names (relative to the cache, so that moving the data folder as a
+    whole keeps it), sizes and modification times, in order: any change means a rebuild.
+    """
+    digest = hashlib.sha256()
+    for file in files:
+        stat = os.stat(file)
+        digest.update(f"{os.path.relpath(file, path.parent)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return {"format": FACE_CACHE_FORMAT, "images": len(files), "size": size, "files_sha256": digest.hexdigest()}
+
+
+def _open_face_cache(path, record):
+    """The cache at `path`, memory-mapped read-only, if its sidecar says `record`; otherwise None."""
+    try:
+        if json.loads(_sidecar(path).read_text()) != record:
+            return None
+        faces = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError):  # no sidecar or no array, a sidecar that is not JSON, an array cut short
+        return None
+    size = record["size"]
+    return faces if (faces.dtype, faces.shape) == (np.uint8, (record["images"], size, size, 3)) else None
+
+
+def _build_face_cache(files, size, path, record):
+    """Decode, crop and resize `files` once, in parallel, into the uint8 array `path` [N, size, size, 3].
+
+    The array is written as `<path>.part` and renamed when complete, then its sidecar (`record`)
+    the same way, so a cache whose sidecar matches is always whole.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    part = path.with_name(path.name + ".part")
+    faces = np.lib.format.open_memmap(part, mode="w+", dtype=np.uint8, shape=(len(files), size, size, 3))
+    # tf.data decodes on every core and keeps the files' order; here it beat a process pool (see README).
+    crops = (
+        tf.data.Dataset.from_tensor_slices(files)
+        .map(lambda f: tf.saturate_cast(tf.round(_face_pixels(f, size)), tf.uint8), num_parallel_calls=tf.data.AUTOTUNE)
+        .batch(256)
+        .prefetch(tf.data.AUTOTUNE)
     )
+    done = 0
+    with tqdm(total=len(files), desc=f"Caching faces at {size}x{size} in {path.name}", unit="image") as bar:
+        for batch in crops.as_numpy_iterator():
+            faces[done : done + len(batch)] = batch
+            done += len(batch)
+            bar.update(len(batch))
+    faces.flush()
+    del faces  # unmapped, so that it can be renamed on every system
+    _sidecar(path).unlink(missing_ok=True)  # an older sidecar must never vouch for the new array
+    part.replace(path)
+    sidecar_part = path.with_name(path.name + ".json.part")
+    sidecar_part.write_text(json.dumps(record, indent=2) + "\n")
+    sidecar_part.replace(_sidecar(path))
+
+
+def face_cache(files, size, path=None):
+    """The faces of `files` at `size` as a read-only uint8 array [N, size, size, 3], mapped from disk.
+
+    Built once into `path` (by default `face_cache_path(files, size)`) with a JSON sidecar saying
+    what from, then reused, also across runs and kernel restarts, for as long as the files and the
+    size are the same; rebuilt when they change.
+    """
+    path = Path(path or face_cache_path(files, size))
+    record = _face_cache_record(files, size, path)
+    faces = _open_face_cache(path, record)
+    if faces is None:
+        _build_face_cache(files, size, path, record)
+        faces = _open_face_cache(path, record)
+    return faces
+
+
+def celeba_dataset(files, image_size, batch_size, seed=0, cache=None):
+    """Shuffled batches of face crops in [-1, 1], streamed from the faces' cache (see `face_cache`).
+
+    The first call for these files and this size decodes them once into the cache (`cache`, or
+    beside their folder). Each batch is then a gather of random rows of the memory-mapped array:
+    the process holds only the batches in flight, never the whole set (CelebA at 64x64: 2.5 GB).
+    """
+    faces = face_cache(files, image_size, cache)
+    shape = (batch_size, image_size, image_size, 3)
+
+    def gather(indices):
+        rows = tf.numpy_function(lambda i: faces[i], [indices], tf.uint8, stateful=False)
+        return to_unit_range(tf.ensure_shape(rows, shape))
+
+    return _batches(tf.data.Dataset.range(len(faces)), batch_size, seed, gather)
+
+
+# --- Is the pipeline fast enough? ---------------------------------------------------------
+
+# Published peak FLOP/s of what TensorFlow runs a float32 model on by default: FP32 on the T4
+# and the V100 (SXM2, as in AWS p3), TF32 tensor cores on the A100. NVIDIA publishes no A10G
+# (AWS g5) datasheet; its figure is the A10's FP32 peak, the same GA102 chip.
+GPU_PEAK_FLOPS = {"T4": 8.1e12, "V100": 15.7e12, "A10G": 31.2e12, "A100": 156e12}
+GPU_UTILISATION = 0.3  # assumed: small convolutions at batch 64 keep a GPU far from its peak
+
+
+def notebook_definitions(notebook=PROJECT_DIR / "dlnd_face_generation.ipynb"):
+    """The notebook's checked definitions (networks, losses, training step), as a namespace.
+
+    Runs the notebook's imports, then each code cell that ends with a check, without the check;
+    nothing else (no data, no training).
+    """
+    import ast
+    import linecache
+    import re
+
+    import nbformat
+
+    check = re.compile(r"^tests\.test_\w+\(.*\)[ \t]*$", re.MULTILINE)
+    cells = [cell.source for cell in nbformat.read(notebook, as_version=4).cells if cell.cell_type == "code"]
+    imports = [s for source in cells for s in ast.parse(source).body if isinstance(s, (ast.Import, ast.ImportFrom))]
+    namespace = {}
+    exec(compile(ast.Module(imports, type_ignores=[]), "<notebook imports>", "exec"), namespace)
+    for number, source in enumerate(cells):
+        if check.search(source):
+            source, filename = check.sub("", source), f"<{Path(notebook).name} code cell {number}>"
+            # In linecache, as IPython does, so that tf.function's autograph can read the source.
+            linecache.cache[filename] = (len(source), None, source.splitlines(keepends=True), filename)
+            exec(compile(source, filename, "exec"), namespace)
+    return namespace
+
+
+def forward_flops(model):
+    """FLOPs (2 per multiply-add) of one input through a model's convolutions and dense layers.
+
+    Counted from the layers' shapes. Batch norm and activations, a few FLOPs per value, are left
+    out: well under 1% here.
+    """
+    flops = 0
+    for layer in model.layers:
+        if isinstance(layer, (keras.layers.Conv2D, keras.layers.Conv2DTranspose, keras.layers.Dense)):
+            # Each weight is used once per output position; per input position when transposed.
+            transposed = isinstance(layer, keras.layers.Conv2DTranspose)
+            positions = np.prod((layer.input if transposed else layer.output).shape[1:-1])
+            flops += 2 * int(positions) * int(np.prod(layer.kernel.shape))
+    return flops
+
+
+def training_flops(discriminator, generator):
+    """FLOPs of the notebook's training step per real image: 3 G + 7 D, G and D being forward passes.
+
+    Forward: G once, D on the real and the fake batch (2 D). A backward pass costs about twice
+    its forward pass (gradients of the inputs and of the weights): D on both batches for the
+    discriminator's loss (4 D), then G for the generator's loss (2 G), whose gradient reaches G
+    back through D on the fakes, for D's inputs only (1 D).
+    """
+    g, d = forward_flops(generator), forward_flops(discriminator)
+    return 3 * g + 7 * d
+
+
+def _steady_rate(dataset, seconds):
+    """Images/s drawn from `dataset`, repeated, over `seconds` after a warm-up epoch."""
+    batches = iter(dataset.repeat())
+    for _ in range(int(dataset.cardinality())):  # fills the buffers and pages the cache in
+        next(batches)
+    images, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        images += len(next(batches))
+    return images / (time.perf_counter() - start)
+
+
+def _training_rate(images, steps):
+    """Images/s of the notebook's own training step on this machine, on batches like `images`; and its FLOPs/image."""
+    notebook = notebook_definitions()
+    discriminator = notebook["discriminator"](images.shape[1:])
+    generator = notebook["generator"](100, images.shape[1:])  # the notebook's z_dim
+    train_step = notebook["model_opt"](discriminator, generator, 2e-4, 0.5)[0]
+    z = tf.random.normal([len(images), 100])
+    for _ in range(2):  # traces and compiles the step, then warms it up
+        float(train_step(images, z)[0])
+    start = time.perf_counter()
+    for _ in range(steps):
+        float(train_step(images, z)[0])  # waits for the step to finish, as the notebook's loop does
+    return steps * len(images) / (time.perf_counter() - start), training_flops(discriminator, generator)
+
+
+def benchmark_pipeline(count=10_000, size=64, batch_size=64, data_dir="data", seconds=5, steps=5):
+    """Print how fast the CelebA pipeline runs here, on `count` stand-in faces, next to a training step.
+
+    The one-time preprocessing into a fresh cache, the steady-state rate of the batches streamed
+    from it, what one step of the notebook's DCGAN consumes on this machine, and estimated GPU
+    rates from the step's FLOPs. The stand-in faces are made once in `<data_dir>/standin/`.
+    """
+    files = _jpegs(standin_faces(Path(data_dir) / "standin", count))
+    print(f"{count:,} {STANDIN_NAME} at {size}x{size}, batches of {batch_size}, on {os.cpu_count()} CPU cores:")
+    with tempfile.TemporaryDirectory() as scratch:
+        cache, start = Path(scratch, "faces.npy"), time.perf_counter()
+        face_cache(files, size, cache)
+        preprocessing = count / (time.perf_counter() - start)
+        dataset = celeba_dataset(files, size, batch_size, cache=cache)
+        steady = _steady_rate(dataset, seconds)
+        training, flops = _training_rate(next(iter(dataset)), steps)
+    print(f"  one-time preprocessing (decode, crop, resize, write the cache): {preprocessing:,.0f} images/s")
+    print(f"  pipeline, steady state (shuffled batches from the cache, after a warm-up epoch): {steady:,.0f} images/s")
+    device = "GPU" if tf.config.list_logical_devices("GPU") else "CPU"
+    print(f"  training, the notebook's DCGAN on this {device} ({steps} steps timed after 2 warm-up steps): "
+          f"{training:,.0f} images/s")
+    print(f"  pipeline / training: {steady / training:,.0f}x (target: at least 20x)")
+    print(f"Training FLOPs per image, counted from the layers' shapes: {flops / 1e9:.2f} GFLOP. Estimates, not "
+          f"measurements, at {GPU_UTILISATION:.0%} of each GPU's peak, for a CelebA epoch ({CELEBA_COUNT:,} images):")
+    for gpu, peak in GPU_PEAK_FLOPS.items():
+        rate = peak * GPU_UTILISATION / flops
+        print(f"  {gpu:>5}: {rate:7,.0f} images/s, {CELEBA_COUNT / rate:4.0f} s per epoch; "
+              f"the pipeline measured here delivers {steady / rate:.1f}x that")
 
 
 # --- Pictures and results -----------------------------------------------------------------
@@ -717,6 +943,15 @@ def main(argv=None):
     command = commands.add_parser("mnist-floor", help="the quality measures of 10,000 real training digits")
     command.add_argument("--data-dir", **data_dir)
     command.set_defaults(run=lambda args: print(f"Real digits: {describe_quality(mnist_floor(args.data_dir))}"))
+
+    command = commands.add_parser("benchmark-pipeline", help="how fast the CelebA input pipeline is, on stand-in "
+                                  "faces, next to what a training step consumes (not a test)")
+    command.add_argument("--count", type=int, default=10_000,
+                         help="stand-in faces, made once in <data-dir>/standin/ (default 10,000)")
+    command.add_argument("--size", type=int, default=64, help="the training size (default 64)")
+    command.add_argument("--batch-size", type=int, default=64, help="the batch size (default 64)")
+    command.add_argument("--data-dir", default="data", help="where the stand-in faces are made (default data)")
+    command.set_defaults(run=lambda args: benchmark_pipeline(args.count, args.size, args.batch_size, args.data_dir))
 
     args = parser.parse_args(argv)
     args.run(args)

@@ -1,0 +1,184 @@
+"""Tests for the CelebA pipeline: the preprocessed cache (built once, reused, rebuilt when its
+source or size changes, never trusted half-written) and the batches streamed from it, on a
+small set of stand-in faces."""
+
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+import helper
+
+COUNT, SIZE, BATCH = 50, 32, 10
+
+
+@pytest.fixture(scope="module")
+def standin_data(tmp_path_factory):
+    """A data folder holding nothing but stand-in faces, as load_celeba leaves it offline."""
+    data_dir = tmp_path_factory.mktemp("data")
+    helper.load_celeba(data_dir, download_missing=False, standin_count=COUNT)
+    return data_dir
+
+
+@pytest.fixture
+def data_dir(standin_data, tmp_path):
+    """A copy of the stand-in data folder, for one test to change."""
+    return shutil.copytree(standin_data, tmp_path / "data")
+
+
+@pytest.fixture
+def files(data_dir):
+    return helper._jpegs(data_dir / "standin" / "img_align_celeba")
+
+
+@pytest.fixture
+def builds(monkeypatch):
+    """The caches built (decoding every file) so far, one entry each."""
+    calls = []
+    build = helper._build_face_cache
+    monkeypatch.setattr(helper, "_build_face_cache", lambda *args: calls.append(args) or build(*args))
+    return calls
+
+
+def reference_faces(files, size=SIZE):
+    """The faces as celeba_face decodes them, one by one, in [-1, 1]."""
+    return np.stack([helper.celeba_face(f, size).numpy() for f in files])
+
+
+def epoch_order(dataset, reference):
+    """The index in `reference` of each image of one epoch of `dataset`, checking each is a match."""
+    images = np.concatenate(list(dataset.as_numpy_iterator()))
+    differences = np.abs(images[:, np.newaxis] - reference[np.newaxis]).max(axis=(2, 3, 4))
+    order = differences.argmin(axis=1)
+    assert differences.min(axis=1).max() <= 1 / 255 + 1e-6  # the uint8 cache rounds to the nearest level
+    return order
+
+
+# --- The cache ----------------------------------------------------------------------------
+
+
+def test_cache_is_built_once_then_reused(files, builds, monkeypatch):
+    cache = helper.face_cache_path(files, SIZE)
+    helper.celeba_dataset(files, SIZE, BATCH)
+    assert len(builds) == 1
+    built = os.stat(cache).st_mtime_ns
+
+    def no_decoding(*args):
+        raise AssertionError("a JPEG was decoded again")
+
+    monkeypatch.setattr(helper, "_face_pixels", no_decoding)
+    # As after a kernel restart: only the files on disk are shared between the two calls.
+    next(iter(helper.celeba_dataset(files, SIZE, BATCH)))
+    assert len(builds) == 1 and os.stat(cache).st_mtime_ns == built
+    sidecar = json.loads(helper._sidecar(helper.face_cache_path(files, SIZE)).read_text())
+    assert {k: sidecar[k] for k in ("format", "images", "size")} == {"format": 1, "images": COUNT, "size": SIZE}
+
+
+def test_cache_is_rebuilt_when_the_size_changes(files, builds, tmp_path):
+    cache = tmp_path / "faces.npy"  # one path for both sizes: the sidecar, not the name, tells them apart
+    assert helper.face_cache(files, SIZE, cache).shape == (COUNT, SIZE, SIZE, 3)
+    assert helper.face_cache(files, 28, cache).shape == (COUNT, 28, 28, 3)
+    assert len(builds) == 2
+    np.testing.assert_allclose(helper.to_unit_range(helper.face_cache(files, 28, cache)), reference_faces(files, 28),
+                               atol=1 / 255 + 1e-6)
+    assert len(builds) == 2
+
+
+def replace_a_file(files):
+    shutil.copy(files[1], files[0])
+    return files
+
+
+@pytest.mark.parametrize("change", [lambda files: files[:-1], lambda files: files[::-1], replace_a_file],
+                         ids=["one file fewer", "another order", "a file replaced"])
+def test_cache_is_rebuilt_when_the_files_change(files, builds, change):
+    helper.face_cache(files, SIZE)
+    changed = change(files)
+    faces = helper.face_cache(changed, SIZE)
+    assert len(builds) == 2
+    np.testing.assert_allclose(helper.to_unit_range(faces), reference_faces(changed), atol=1 / 255 + 1e-6)
+
+
+def only_a_part(cache):
+    """A build cut off before its rename: a `.part` and no cache."""
+    cache.replace(cache.with_name(cache.name + ".part"))
+    helper._sidecar(cache).unlink()
+
+
+def no_sidecar(cache):
+    """Cut off between renaming the array and writing its sidecar."""
+    helper._sidecar(cache).unlink()
+
+
+def other_sidecar(cache):
+    """The sidecar of other files."""
+    sidecar = helper._sidecar(cache)
+    sidecar.write_text(sidecar.read_text().replace('"files_sha256": "', '"files_sha256": "0'))
+
+
+def array_cut_short(cache):
+    with open(cache, "r+b") as f:
+        f.truncate(cache.stat().st_size // 2)
+
+
+def garbage_sidecar(cache):
+    helper._sidecar(cache).write_text('{"format": 1, "ima')
+
+
+@pytest.mark.parametrize("damage", [only_a_part, no_sidecar, other_sidecar, array_cut_short, garbage_sidecar])
+def test_a_half_written_or_foreign_cache_is_not_used(files, builds, damage):
+    cache = helper.face_cache_path(files, SIZE)
+    helper.face_cache(files, SIZE)
+    damage(cache)
+    faces = helper.face_cache(files, SIZE)
+    assert len(builds) == 2
+    np.testing.assert_allclose(helper.to_unit_range(faces), reference_faces(files), atol=1 / 255 + 1e-6)
+    assert sorted(p.name for p in cache.parent.glob(f"{cache.stem}*")) == [f"{cache.stem}.json", cache.name]
+
+
+def test_standin_cache_stays_in_the_standin_folder(data_dir, files):
+    helper.celeba_dataset(files, SIZE, BATCH)
+    assert [p.name for p in data_dir.iterdir()] == ["standin"]  # nothing where CelebA and its cache would go
+    assert sorted(p.name for p in (data_dir / "standin").iterdir()) == [
+        "img_align_celeba", "img_align_celeba.zip", f"img_align_celeba_{SIZE}.json", f"img_align_celeba_{SIZE}.npy"]
+    assert helper.face_cache_path(["data/img_align_celeba/000001.jpg"], 64) == \
+        helper.Path("data/img_align_celeba_64.npy")  # CelebA's own, beside its folder
+
+
+def test_cache_is_loaded_memory_mapped_and_without_pickle(files, monkeypatch):
+    calls = []
+    load = np.load
+    monkeypatch.setattr(np, "load", lambda *args, **kwargs: calls.append(kwargs) or load(*args, **kwargs))
+    faces = helper.face_cache(files, SIZE)
+    next(iter(helper.celeba_dataset(files, SIZE, BATCH)))
+    assert calls and all(kwargs == {"mmap_mode": "r", "allow_pickle": False} for kwargs in calls)
+    assert isinstance(faces, np.memmap) and not faces.flags.writeable
+
+
+# --- The batches --------------------------------------------------------------------------
+
+
+def test_batches_shape_type_and_range(files):
+    dataset = helper.celeba_dataset(files, SIZE, BATCH)
+    assert str(dataset.element_spec) == f"TensorSpec(shape=({BATCH}, {SIZE}, {SIZE}, 3), dtype=tf.float32, name=None)"
+    assert int(dataset.cardinality()) == COUNT // BATCH
+    batch = next(iter(dataset)).numpy()
+    assert (batch.shape, batch.dtype) == ((BATCH, SIZE, SIZE, 3), np.float32)
+    assert -1 <= batch.min() and batch.max() <= 1 and batch.std() > 0.1
+
+
+def test_batches_are_the_decoded_faces_reshuffled_each_epoch(files):
+    dataset = helper.celeba_dataset(files, SIZE, BATCH, seed=3)
+    reference = reference_faces(files)
+    first, second = epoch_order(dataset, reference), epoch_order(dataset, reference)
+    assert sorted(first) == sorted(second) == list(range(COUNT))  # every face once per epoch
+    assert list(first) != list(second)
+    again = epoch_order(helper.celeba_dataset(files, SIZE, BATCH, seed=3), reference)
+    assert list(again) == list(first)  # the same seed, the same order
+
+
+def test_batches_drop_the_remainder(files):
+    dataset = helper.celeba_dataset(files, SIZE, 16)
+    assert [len(batch) for batch in dataset.as_numpy_iterator()] == [16, 16, 16]  # 50 faces: 2 left out
