@@ -57,7 +57,7 @@ CELEBA_SHAPE = (218, 178)  # height, width of every aligned image
 FACE_CROP = 108  # the centered square that holds the face
 STANDIN_NAME = "stand-in faces (NOT CelebA)"
 
-TIMEOUT = 20  # seconds without a byte before a mirror is given up
+TIMEOUT = 8  # seconds without a byte before a mirror is given up: three stalled mirrors fail within 30 s
 
 
 class DownloadError(RuntimeError):
@@ -132,7 +132,10 @@ def download(urls, path, md5, decompress=False):
             return part.replace(path)
         failures.append(f"{url}: wrong checksum (md5 {actual}, expected {md5})")
         part.unlink()
-    raise DownloadError(f"Could not download {path.name}:\n  " + "\n  ".join(failures))
+    raise DownloadError(
+        f"Could not download {path.name}:\n  " + "\n  ".join(failures) + f"\nCheck the connection and run again "
+        f"(a partial download resumes), or download the file yourself and put it at {path}."
+    )
 
 
 # --- MNIST --------------------------------------------------------------------------------
@@ -160,8 +163,8 @@ def load_mnist(data_dir="data", split="train", mirrors=MNIST_MIRRORS):
     """MNIST digits as uint8 arrays `(images [N, 28, 28, 1], labels [N])` and the data's name.
 
     Uses the official `.gz` files in `<data_dir>/mnist/` (downloading what is missing). With
-    no network, the training split falls back to the committed sample of real digits, and
-    the returned name says so.
+    no network, it falls back to the copy committed in `data/mnist_sample.npz`: the whole test
+    split, but only 10,000 training digits, and then the returned name says so.
     """
     prefix = {"train": "train", "test": "t10k"}[split]
     directory = Path(data_dir) / "mnist"
@@ -172,11 +175,10 @@ def load_mnist(data_dir="data", split="train", mirrors=MNIST_MIRRORS):
         )
         name = "MNIST" if split == "train" else "MNIST test set"
     except DownloadError as error:
-        if split != "train":
-            raise
         with np.load(MNIST_SAMPLE, allow_pickle=False) as sample:
-            images, labels = sample["images"], sample["labels"]
-        name = f"MNIST sample (offline: {len(images):,} of the 60,000 training digits)"
+            images, labels = sample[f"{split}_images"], sample[f"{split}_labels"]
+        name = f"MNIST sample (offline: {len(images):,} of the 60,000 training digits)" if split == "train" \
+            else "MNIST test set"
         print(f"{error}\nGoing on using the {name} committed in {MNIST_SAMPLE.parent.name}/. For all of "
               f"MNIST, run again when online, or put the official .gz files in {directory}/.")
     return images[..., np.newaxis], labels, name
@@ -628,12 +630,14 @@ def export_generator(generator, directory, **config):
 
 
 def make_mnist_sample(source_dir, count=10_000, path=MNIST_SAMPLE):
-    """Write the committed offline sample: the first `count` official training digits."""
-    images, labels = (
-        _read_idx(_mnist_file(source_dir, f"train-{kind}", mirrors=()))[:count]
-        for kind in ("images-idx3-ubyte", "labels-idx1-ubyte")
-    )
-    np.savez_compressed(path, images=images, labels=labels)
+    """Write the committed offline copy: the first `count` official training digits and the whole test set."""
+    arrays = {
+        f"{split}_{kind}": _read_idx(_mnist_file(source_dir, f"{prefix}-{kind}-idx{ndim}-ubyte", mirrors=()))
+        for split, prefix in [("train", "train"), ("test", "t10k")]
+        for kind, ndim in [("images", 3), ("labels", 1)]
+    }
+    np.savez_compressed(path, **{key: array[:count] if key.startswith("train") else array
+                                 for key, array in arrays.items()})
     return path
 
 
@@ -662,9 +666,28 @@ def checkpoint_manager(checkpoint, directory, max_to_keep=2):
     """A `tf.train.CheckpointManager` over `directory` that has restored the latest checkpoint, if any."""
     manager = tf.train.CheckpointManager(checkpoint, directory, max_to_keep)
     if manager.latest_checkpoint:
-        checkpoint.restore(manager.latest_checkpoint).assert_consumed()
+        try:
+            checkpoint.restore(manager.latest_checkpoint).assert_consumed()
+        except (ValueError, AssertionError) as error:  # a variable of another shape, or one missing
+            raise ValueError(
+                f"The checkpoint {manager.latest_checkpoint} was written by other networks (another architecture, "
+                f"image size or z_dim): {str(error).splitlines()[0]}\nTo start a new run, delete {directory} "
+                f"or choose another output_dir."
+            ) from None
         print(f"Resumed from {manager.latest_checkpoint} (step {int(checkpoint.step):,}).")
     return manager
+
+
+def stop_if_diverged(values, step, manager):
+    """Stop training with a plain message if any of `values` (losses or weights) is NaN or infinite."""
+    if all(np.isfinite(value).all() for value in values):
+        return
+    kept = f"the last good checkpoint, {manager.latest_checkpoint}, is kept" if manager.latest_checkpoint else \
+        "no checkpoint had been saved yet"
+    raise FloatingPointError(
+        f"Training diverged at step {step:,}: a loss or a weight became NaN or infinite, and {kept}. "
+        f"Try a lower learning rate; running the cell again resumes from that checkpoint."
+    )
 
 
 # --- Results after training ---------------------------------------------------------------

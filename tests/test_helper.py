@@ -163,8 +163,8 @@ def test_load_mnist_downloads_once_then_uses_the_files(tmp_path, start_mirror, m
     images, labels, name = helper.load_mnist(tmp_path, mirrors=[mirror.url])
     assert (images.shape, images.dtype, labels.shape, name) == ((60_000, 28, 28, 1), np.uint8, (60_000,), "MNIST")
     with np.load(helper.MNIST_SAMPLE) as sample:  # the committed sample: the first 10,000 of them
-        np.testing.assert_array_equal(images[:10_000, ..., 0], sample["images"])
-        np.testing.assert_array_equal(labels[:10_000], sample["labels"])
+        np.testing.assert_array_equal(images[:10_000, ..., 0], sample["train_images"])
+        np.testing.assert_array_equal(labels[:10_000], sample["train_labels"])
     assert sorted(p.name for p in (tmp_path / "mnist").iterdir()) == ["train-images-idx3-ubyte.gz", LABELS_GZ]
     assert len(mirror.requests) == 2
 
@@ -218,9 +218,11 @@ def test_load_mnist_falls_back_to_the_committed_sample_offline(tmp_path, refused
     assert list((tmp_path / "mnist").iterdir()) == []
 
 
-def test_load_mnist_test_split_has_no_offline_fallback(tmp_path, refused_url):
-    with pytest.raises(helper.DownloadError, match="Could not download t10k-images-idx3-ubyte.gz"):
-        helper.load_mnist(tmp_path, "test", mirrors=[refused_url])
+def test_load_mnist_test_split_falls_back_to_the_whole_committed_test_set(tmp_path, refused_url, mnist_gz):
+    images, labels, name = helper.load_mnist(tmp_path, "test", mirrors=[refused_url])
+    assert (images.shape, labels.shape, name) == ((10_000, 28, 28, 1), (10_000,), "MNIST test set")
+    official = helper._read_idx(gzip.decompress(mnist_gz["t10k-images-idx3-ubyte.gz"]))
+    np.testing.assert_array_equal(images[..., 0], official)
 
 
 # --- CelebA -------------------------------------------------------------------------------
