@@ -374,15 +374,20 @@ def _face_cache_record(files, size, path):
 
 
 def _open_face_cache(path, record):
-    """The cache at `path`, memory-mapped read-only, if its sidecar says `record`; otherwise None."""
+    """The cache at `path`, memory-mapped read-only, and its rows that hold a face, if its sidecar
+    says `record`; otherwise None."""
     try:
-        if json.loads(_sidecar(path).read_text()) != record:
+        stored = json.loads(_sidecar(path).read_text())
+        unreadable = set(stored.pop("unreadable_rows", []))
+        if stored != record:
             return None
         faces = np.load(path, mmap_mode="r", allow_pickle=False)
-    except (OSError, ValueError):  # no sidecar or no array, a sidecar that is not JSON, an array cut short
+    except (OSError, ValueError, AttributeError):  # no sidecar or array, a sidecar that is not a JSON object, a cut array
         return None
     size = record["size"]
-    return faces if (faces.dtype, faces.shape) == (np.uint8, (record["images"], size, size, 3)) else None
+    if (faces.dtype, faces.shape) != (np.uint8, (record["images"], size, size, 3)):
+        return None
+    return faces, np.array([row for row in range(len(faces)) if row not in unreadable], np.int64)
 
 
 def _build_face_cache(files, size, path, record):
@@ -396,18 +401,25 @@ def _build_face_cache(files, size, path, record):
     faces = np.lib.format.open_memmap(part, mode="w+", dtype=np.uint8, shape=(len(files), size, size, 3))
     # tf.data decodes on every core and keeps the files' order; here it beat a process pool (see README).
     crops = (
-        tf.data.Dataset.from_tensor_slices(files)
-        .map(lambda f: tf.saturate_cast(tf.round(_face_pixels(f, size)), tf.uint8), num_parallel_calls=tf.data.AUTOTUNE)
+        tf.data.Dataset.from_tensor_slices((tf.range(len(files)), files))
+        .map(lambda i, f: (i, tf.saturate_cast(tf.round(_face_pixels(f, size)), tf.uint8)),
+             num_parallel_calls=tf.data.AUTOTUNE)
+        .ignore_errors()  # a corrupt or truncated JPEG is skipped; its row stays empty and is listed below
         .batch(256)
         .prefetch(tf.data.AUTOTUNE)
     )
-    done = 0
+    decoded = np.zeros(len(files), bool)
     with tqdm(total=len(files), desc=f"Caching faces at {size}x{size} in {path.name}", unit="image") as bar:
-        for batch in crops.as_numpy_iterator():
-            faces[done : done + len(batch)] = batch
-            done += len(batch)
+        for rows, batch in crops.as_numpy_iterator():
+            faces[rows] = batch
+            decoded[rows] = True
             bar.update(len(batch))
     faces.flush()
+    unreadable = np.flatnonzero(~decoded).tolist()
+    if unreadable:
+        names = ", ".join(Path(files[row]).name for row in unreadable[:5]) + (", ..." if len(unreadable) > 5 else "")
+        print(f"Skipped {len(unreadable):,} unreadable image(s) of {len(files):,} (corrupt or truncated JPEGs): {names}")
+    record = {**record, "unreadable_rows": unreadable}
     del faces  # unmapped, so that it can be renamed on every system
     _sidecar(path).unlink(missing_ok=True)  # an older sidecar must never vouch for the new array
     part.replace(path)
@@ -417,7 +429,8 @@ def _build_face_cache(files, size, path, record):
 
 
 def face_cache(files, size, path=None):
-    """The faces of `files` at `size` as a read-only uint8 array [N, size, size, 3], mapped from disk.
+    """The faces of `files` at `size` as a read-only uint8 array [N, size, size, 3], mapped from disk,
+    and the indices of its rows that hold a face (all but those of unreadable files).
 
     Built once into `path` (by default `face_cache_path(files, size)`) with a JSON sidecar saying
     what from, then reused, also across runs and kernel restarts, for as long as the files and the
@@ -425,11 +438,11 @@ def face_cache(files, size, path=None):
     """
     path = Path(path or face_cache_path(files, size))
     record = _face_cache_record(files, size, path)
-    faces = _open_face_cache(path, record)
-    if faces is None:
+    cache = _open_face_cache(path, record)
+    if cache is None:
         _build_face_cache(files, size, path, record)
-        faces = _open_face_cache(path, record)
-    return faces
+        cache = _open_face_cache(path, record)
+    return cache
 
 
 def celeba_dataset(files, image_size, batch_size, seed=0, cache=None):
@@ -439,14 +452,14 @@ def celeba_dataset(files, image_size, batch_size, seed=0, cache=None):
     beside their folder). Each batch is then a gather of random rows of the memory-mapped array:
     the process holds only the batches in flight, never the whole set (CelebA at 64x64: 2.5 GB).
     """
-    faces = face_cache(files, image_size, cache)
+    faces, rows = face_cache(files, image_size, cache)
     shape = (batch_size, image_size, image_size, 3)
 
     def gather(indices):
         rows = tf.numpy_function(lambda i: faces[i], [indices], tf.uint8, stateful=False)
         return to_unit_range(tf.ensure_shape(rows, shape))
 
-    return _batches(tf.data.Dataset.range(len(faces)), batch_size, seed, gather)
+    return _batches(tf.data.Dataset.from_tensor_slices(rows), batch_size, seed, gather)
 
 
 # --- Is the pipeline fast enough? ---------------------------------------------------------

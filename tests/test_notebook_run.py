@@ -41,4 +41,5 @@ def test_mnist_stage_alone_exports_a_plain_keras_generator(tmp_path, monkeypatch
         np.testing.assert_array_equal(before, after.numpy())
 
     assert sorted(p.name for p in (tmp_path / "images").iterdir()) == [
-        "mnist_losses.png", "mnist_real.png", "mnist_samples.png"]
+        "mnist_latent_walk.png", "mnist_losses.png", "mnist_real.png", "mnist_real_vs_generated.png",
+        "mnist_samples.png", "mnist_training.gif"]

@@ -5,6 +5,7 @@ small set of stand-in faces."""
 import json
 import os
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -78,10 +79,10 @@ def test_cache_is_built_once_then_reused(files, builds, monkeypatch):
 
 def test_cache_is_rebuilt_when_the_size_changes(files, builds, tmp_path):
     cache = tmp_path / "faces.npy"  # one path for both sizes: the sidecar, not the name, tells them apart
-    assert helper.face_cache(files, SIZE, cache).shape == (COUNT, SIZE, SIZE, 3)
-    assert helper.face_cache(files, 28, cache).shape == (COUNT, 28, 28, 3)
+    assert helper.face_cache(files, SIZE, cache)[0].shape == (COUNT, SIZE, SIZE, 3)
+    assert helper.face_cache(files, 28, cache)[0].shape == (COUNT, 28, 28, 3)
     assert len(builds) == 2
-    np.testing.assert_allclose(helper.to_unit_range(helper.face_cache(files, 28, cache)), reference_faces(files, 28),
+    np.testing.assert_allclose(helper.to_unit_range(helper.face_cache(files, 28, cache)[0]), reference_faces(files, 28),
                                atol=1 / 255 + 1e-6)
     assert len(builds) == 2
 
@@ -96,7 +97,7 @@ def replace_a_file(files):
 def test_cache_is_rebuilt_when_the_files_change(files, builds, change):
     helper.face_cache(files, SIZE)
     changed = change(files)
-    faces = helper.face_cache(changed, SIZE)
+    faces, _ = helper.face_cache(changed, SIZE)
     assert len(builds) == 2
     np.testing.assert_allclose(helper.to_unit_range(faces), reference_faces(changed), atol=1 / 255 + 1e-6)
 
@@ -132,7 +133,7 @@ def test_a_half_written_or_foreign_cache_is_not_used(files, builds, damage):
     cache = helper.face_cache_path(files, SIZE)
     helper.face_cache(files, SIZE)
     damage(cache)
-    faces = helper.face_cache(files, SIZE)
+    faces, _ = helper.face_cache(files, SIZE)
     assert len(builds) == 2
     np.testing.assert_allclose(helper.to_unit_range(faces), reference_faces(files), atol=1 / 255 + 1e-6)
     assert sorted(p.name for p in cache.parent.glob(f"{cache.stem}*")) == [f"{cache.stem}.json", cache.name]
@@ -151,7 +152,7 @@ def test_cache_is_loaded_memory_mapped_and_without_pickle(files, monkeypatch):
     calls = []
     load = np.load
     monkeypatch.setattr(np, "load", lambda *args, **kwargs: calls.append(kwargs) or load(*args, **kwargs))
-    faces = helper.face_cache(files, SIZE)
+    faces, _ = helper.face_cache(files, SIZE)
     next(iter(helper.celeba_dataset(files, SIZE, BATCH)))
     assert calls and all(kwargs == {"mmap_mode": "r", "allow_pickle": False} for kwargs in calls)
     assert isinstance(faces, np.memmap) and not faces.flags.writeable
@@ -182,3 +183,14 @@ def test_batches_are_the_decoded_faces_reshuffled_each_epoch(files):
 def test_batches_drop_the_remainder(files):
     dataset = helper.celeba_dataset(files, SIZE, 16)
     assert [len(batch) for batch in dataset.as_numpy_iterator()] == [16, 16, 16]  # 50 faces: 2 left out
+
+
+def test_unreadable_jpegs_are_skipped_counted_and_reported_once(files, capsys):
+    Path(files[3]).write_bytes(b"not a JPEG")
+    Path(files[7]).write_bytes(Path(files[7]).read_bytes()[:500])  # cut short, as by an interrupted copy
+    dataset = helper.celeba_dataset(files, SIZE, batch_size=1)
+    assert "Skipped 2 unreadable image(s) of 50 (corrupt or truncated JPEGs): 000004.jpg, 000008.jpg" in \
+        capsys.readouterr().out
+    assert len(list(dataset)) == COUNT - 2  # the run goes on with the others
+    helper.celeba_dataset(files, SIZE, batch_size=1)  # the cache, reused, reports nothing again
+    assert capsys.readouterr().out == ""
