@@ -155,6 +155,13 @@ def test_download_restarts_a_full_length_but_wrong_part(tmp_path, start_mirror, 
     assert_only_verified_labels(tmp_path)
 
 
+def test_https_mirrors_are_tried_before_plain_http():
+    """Plain HTTP can be tampered with on the way: it comes last, and download() always checks the MD5."""
+    for urls in (helper.MNIST_MIRRORS, helper.CELEBA_URLS):
+        https = [url.startswith("https://") for url in urls]
+        assert https == sorted(https, reverse=True), urls
+
+
 # --- MNIST --------------------------------------------------------------------------------
 
 

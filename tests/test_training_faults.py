@@ -113,3 +113,18 @@ def test_checkpoint_of_other_networks_is_refused(tmp_path, train, change):
     dataset, z_dim = (digits(), 16) if change == "z_dim" else (digits().map(lambda x: tf.image.resize(x, (32, 32))), 8)
     with pytest.raises(ValueError, match="(?s)was written by other networks .* delete .* or choose another output_dir"):
         train(dataset, "second", z_dim=z_dim, **options)
+
+
+def test_a_save_cut_off_by_a_kill_leaves_the_previous_checkpoint_in_use(tmp_path, train, capsys):
+    options = dict(z_dim=8, learning_rate=2e-4, beta1=0.5, run_dir=tmp_path, images_dir=tmp_path / "images",
+                   sample_every=5)
+    train(digits(), "first", 1, **options)  # checkpoints at steps 5 and 10
+    # What a process killed while writing the checkpoint of step 15 leaves: data, but no index,
+    # and the `checkpoint` file that names the latest one never updated.
+    checkpoints = tmp_path / "checkpoints"
+    (checkpoints / "ckpt-15_temp").mkdir()
+    (checkpoints / "ckpt-15_temp" / "part-00000-of-00001.data-00000-of-00001").write_bytes(b"\0" * 1000)
+    (checkpoints / "ckpt-15.data-00000-of-00001").write_bytes(b"\0" * 1000)
+    _, losses = train(digits(), "resumed", 2, **options)
+    assert "(step 10)" in capsys.readouterr().out
+    assert losses.shape == (2 * STEPS_PER_EPOCH, 2) and checkpointed_step(tmp_path) == 2 * STEPS_PER_EPOCH
