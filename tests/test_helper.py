@@ -215,8 +215,11 @@ def test_load_mnist_replaces_a_corrupted_file(tmp_path, start_mirror, mnist_gz, 
     assert labels.shape == (10_000,)
 
 
-def test_load_mnist_falls_back_to_the_committed_sample_offline(tmp_path, refused_url, capsys):
+def test_load_mnist_falls_back_to_the_committed_sample_offline(tmp_path, refused_url, capsys, monkeypatch):
+    loads, load = [], np.load  # how the committed file is opened: never with pickle, which can run code
+    monkeypatch.setattr(np, "load", lambda *args, **kwargs: loads.append(kwargs) or load(*args, **kwargs))
     images, labels, name = helper.load_mnist(tmp_path, mirrors=[refused_url])
+    assert loads == [{"allow_pickle": False}]
     assert (images.shape, images.dtype, labels.shape) == ((10_000, 28, 28, 1), np.uint8, (10_000,))
     assert "offline" in name and "10,000" in name
     out = capsys.readouterr().out

@@ -58,6 +58,9 @@ def test_killed_run_resumes_at_its_checkpoint_with_the_same_weights(tmp_path, tr
                               beta1=0.5, run_dir=tmp_path, images_dir=tmp_path / "images")
     saved = tf.train.load_checkpoint(tf.train.latest_checkpoint(tmp_path / "checkpoints"))
     np.testing.assert_array_equal(losses, saved.get_tensor("losses/.ATTRIBUTES/VARIABLE_VALUE"))
+    # Everything a run needs to go on exactly: both optimizers' state, the sample noise, the random state.
+    saved_objects = {name.split("/")[0] for name in saved.get_variable_to_shape_map()}
+    assert {"d_optimizer", "g_optimizer", "fixed_z", "noise", "step", "discriminator", "generator"} <= saved_objects
     restored = tf.keras.models.clone_model(generator)
     tf.train.Checkpoint(generator=restored).restore(tf.train.latest_checkpoint(tmp_path / "checkpoints")) \
         .expect_partial().assert_existing_objects_matched()
