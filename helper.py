@@ -631,6 +631,7 @@ def show_grid(images, title, path=None, cols=None, width=5):
     plt.title(title)
     plt.axis("off")
     plt.show()
+    plt.close()  # already done inline; elsewhere (tests, scripts) figures would pile up
 
 
 def export_generator(generator, directory, **config):
@@ -673,6 +674,7 @@ def plot_losses(losses, title, path=None):
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         plt.savefig(path, dpi=100, bbox_inches="tight")
     plt.show()
+    plt.close()
 
 
 def checkpoint_manager(checkpoint, directory, max_to_keep=2):
