@@ -12,7 +12,6 @@ import shutil
 import socket
 import tempfile
 import time
-import urllib.error
 import urllib.request
 import zipfile
 from pathlib import Path
@@ -38,7 +37,7 @@ MNIST_MD5 = {
     "t10k-images-idx3-ubyte": "2646ac647ad5339dbf082846283269ea",
     "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637",
 }
-# Ten thousand real training digits, committed for machines with no network.
+# Committed for machines with no network: 10,000 real training digits and the whole test set.
 MNIST_SAMPLE = PROJECT_DIR / "data" / "mnist_sample.npz"
 # Our own MNIST classifier (`train_mnist_classifier`), whose features measure generated digits.
 MNIST_CLASSIFIER = PROJECT_DIR / "data" / "mnist_classifier.keras"
@@ -51,7 +50,6 @@ CELEBA_URLS = (
 CELEBA_ZIP = "img_align_celeba.zip"
 CELEBA_DIR = "img_align_celeba"
 CELEBA_MD5 = "00d2c5bc6d35e252742224ab0c1e8fcb"
-CELEBA_BYTES = 1_443_490_838
 CELEBA_COUNT = 202_599
 CELEBA_SHAPE = (218, 178)  # height, width of every aligned image
 FACE_CROP = 108  # the centered square that holds the face
