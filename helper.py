@@ -309,10 +309,13 @@ def make_standin_faces(archive, count, seed=0):
 
 
 def distribution_strategy():
-    """`MirroredStrategy` over this machine's GPUs if it has several, else TensorFlow's default strategy.
+    """`MultiWorkerMirroredStrategy` if `TF_CONFIG` names a cluster; else `MirroredStrategy` over this machine's
+    GPUs if it has several; else TensorFlow's default strategy.
 
     The default strategy runs on the one GPU, or on the CPU, with no copies and no cost.
     """
+    if os.environ.get("TF_CONFIG"):  # one of several machines (the README's "Multiple GPUs")
+        return tf.distribute.MultiWorkerMirroredStrategy()
     gpus = tf.config.list_logical_devices("GPU")
     return tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
 
