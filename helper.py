@@ -306,6 +306,36 @@ def make_standin_faces(archive, count, seed=0):
     return archive
 
 
+# --- Devices ------------------------------------------------------------------------------
+
+
+def distribution_strategy():
+    """`MirroredStrategy` over this machine's GPUs if it has several, else TensorFlow's default strategy.
+
+    The default strategy runs on the one GPU, or on the CPU, with no copies and no cost.
+    """
+    gpus = tf.config.list_logical_devices("GPU")
+    return tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
+
+
+def has_tensor_cores():
+    """True if there are GPUs and all have compute capability 7.0 or more (Volta onwards: V100, T4, A10G, A100...).
+
+    Those run float16 maths on Tensor Cores, where mixed precision and XLA pay off.
+    """
+    gpus = tf.config.list_physical_devices("GPU")
+    capabilities = [tf.config.experimental.get_device_details(gpu).get("compute_capability", (0, 0)) for gpu in gpus]
+    return bool(gpus) and min(capabilities) >= (7, 0)
+
+
+def describe_devices(strategy, jit_compile):
+    """One line: the devices, the strategy and its replicas, the precision policy and XLA."""
+    devices = ", ".join(device.name for device in tf.config.list_logical_devices() if device.device_type != "TPU_SYSTEM")
+    replicas = strategy.num_replicas_in_sync
+    return (f"Devices: {devices}. Strategy: {type(strategy).__name__}, {replicas} replica{'s' * (replicas > 1)}. "
+            f"Precision: {keras.config.dtype_policy().name}. XLA: {'on' if jit_compile else 'off'}.")
+
+
 # --- tf.data pipelines --------------------------------------------------------------------
 
 
@@ -1193,6 +1223,14 @@ def describe_quality(quality):
     """One line for a `MnistQuality` result: FD, classifier score, and each digit's share."""
     shares = " ".join(f"{digit}: {share:.1%}" for digit, share in enumerate(quality["shares"]))
     return f"FD {quality['fd']:.2f}, classifier score {quality['score']:.2f}; digits {shares}"
+
+
+def save_quality(path, quality, steps, train_seconds, batch_size, **facts):
+    """Write a `MnistQuality` result and how it was reached to a JSON file, for scripts (e.g. the benchmark)."""
+    record = dict(fd=quality["fd"], score=quality["score"], shares=list(map(float, quality["shares"])), steps=steps,
+                  train_seconds=train_seconds, batch_size=batch_size, images_per_second=steps * batch_size / train_seconds,
+                  **facts)
+    Path(path).write_text(json.dumps(record, indent=2))
 
 
 def mnist_floor(data_dir="data", count=10_000, mirrors=MNIST_MIRRORS):
