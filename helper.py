@@ -15,6 +15,7 @@ import time
 import urllib.request
 import zipfile
 from pathlib import Path
+from typing import Callable, NamedTuple
 
 import keras
 import numpy as np
@@ -612,6 +613,270 @@ def benchmark_pipeline(count=10_000, size=64, batch_size=64, data_dir="data", se
               f"the pipeline measured here delivers {steady / rate:.1f}x that")
 
 
+# --- How good is the notebook's MNIST recipe? ---------------------------------------------
+
+NOTEBOOK = PROJECT_DIR / "dlnd_face_generation.ipynb"
+RECIPE_Z_DIM = 100  # all three recipes draw z from 100 normal(0, 1) values
+
+
+class Baseline(NamedTuple):
+    """A published DCGAN recipe, ready to train from scratch on 28x28 digits."""
+
+    generator: keras.Model
+    discriminator: keras.Model
+    train_step: Callable  # compiled: (real images, z) -> (d_loss, g_loss)
+    batch_size: int
+    flops: int  # per real image, counted as `training_flops` counts the notebook's
+
+
+def _cross_entropy(logits, label):
+    """Sigmoid cross-entropy of logits against one label for all of them: 1 real, 0 fake."""
+    return keras.losses.BinaryCrossentropy(from_logits=True)(keras.ops.full_like(logits, label), logits)
+
+
+def tf_tutorial_baseline():
+    """The DCGAN of TensorFlow's tutorial (tensorflow.org/tutorials/generative/dcgan), in Keras 3.
+
+    Batch 256, Adam 1e-4 for both networks, Keras' default initializers and batch norm, and
+    LeakyReLU's slope 0.3 (tf.keras' default then, Keras 3's now). Like the notebook's, its step
+    updates both networks from one forward pass: 3 G + 7 D FLOPs. Tracing it, TensorFlow's graph
+    optimizer logs a "remapper failed" error over a convolution's bias before a LeakyReLU (the
+    notebook's networks have no such biases); the step runs all the same.
+    """
+    layers = keras.layers
+    generator = keras.Sequential([
+        keras.Input((RECIPE_Z_DIM,)),
+        layers.Dense(7 * 7 * 256, use_bias=False), layers.BatchNormalization(), layers.LeakyReLU(0.3),
+        layers.Reshape((7, 7, 256)),
+        layers.Conv2DTranspose(128, 5, 1, "same", use_bias=False), layers.BatchNormalization(), layers.LeakyReLU(0.3),
+        layers.Conv2DTranspose(64, 5, 2, "same", use_bias=False), layers.BatchNormalization(), layers.LeakyReLU(0.3),
+        layers.Conv2DTranspose(1, 5, 2, "same", use_bias=False, activation="tanh"),
+    ], name="tf_tutorial_generator")
+    discriminator = keras.Sequential([
+        keras.Input((28, 28, 1)),
+        layers.Conv2D(64, 5, 2, "same"), layers.LeakyReLU(0.3), layers.Dropout(0.3),
+        layers.Conv2D(128, 5, 2, "same"), layers.LeakyReLU(0.3), layers.Dropout(0.3),
+        layers.Flatten(), layers.Dense(1),
+    ], name="tf_tutorial_discriminator")
+    g_optimizer, d_optimizer = keras.optimizers.Adam(1e-4), keras.optimizers.Adam(1e-4)
+
+    @tf.function
+    def train_step(real_images, z):
+        with tf.GradientTape() as g_tape, tf.GradientTape() as d_tape:
+            fake_images = generator(z, training=True)
+            real_logits = discriminator(real_images, training=True)
+            fake_logits = discriminator(fake_images, training=True)
+            g_loss = _cross_entropy(fake_logits, 1)
+            d_loss = _cross_entropy(real_logits, 1) + _cross_entropy(fake_logits, 0)
+        g_gradients = g_tape.gradient(g_loss, generator.trainable_variables)
+        d_gradients = d_tape.gradient(d_loss, discriminator.trainable_variables)
+        g_optimizer.apply(g_gradients, generator.trainable_variables)
+        d_optimizer.apply(d_gradients, discriminator.trainable_variables)
+        return d_loss, g_loss
+
+    return Baseline(generator, discriminator, train_step, 256, training_flops(discriminator, generator))
+
+
+def dcgan_paper_baseline():
+    """The DCGAN paper's recipe as PyTorch's DCGAN tutorial trains it, made for 28x28 digits.
+
+    Batch 128; Adam 2e-4, beta1 0.5 (and PyTorch's epsilon) for both networks; weights from
+    normal(0, 0.02), batch norm's scales from normal(1, 0.02), no biases; PyTorch's batch norm
+    (its momentum 0.1 is Keras' 0.9). Each step updates D on the real batch and on the fake one,
+    then G through a new pass of the updated D: one D forward pass more than the notebook's
+    step, 3 G + 8 D FLOPs.
+    """
+    layers = keras.layers
+    weights = keras.initializers.RandomNormal(stddev=0.02)
+
+    def batch_norm():
+        return layers.BatchNormalization(momentum=0.9, epsilon=1e-5,
+                                         gamma_initializer=keras.initializers.RandomNormal(1.0, 0.02))
+
+    convolution = dict(use_bias=False, kernel_initializer=weights)
+    generator = keras.Sequential([
+        keras.Input((RECIPE_Z_DIM,)),
+        layers.Reshape((1, 1, RECIPE_Z_DIM)),
+        layers.Conv2DTranspose(256, 7, **convolution), batch_norm(), layers.ReLU(),  # 1x1 -> 7x7
+        layers.Conv2DTranspose(128, 4, 2, "same", **convolution), batch_norm(), layers.ReLU(),  # 14x14
+        layers.Conv2DTranspose(1, 4, 2, "same", activation="tanh", **convolution),  # 28x28
+    ], name="dcgan_paper_generator")
+    discriminator = keras.Sequential([
+        keras.Input((28, 28, 1)),
+        layers.Conv2D(64, 4, 2, "same", **convolution), layers.LeakyReLU(0.2),  # 14x14
+        layers.Conv2D(128, 4, 2, "same", **convolution), batch_norm(), layers.LeakyReLU(0.2),  # 7x7
+        layers.Conv2D(1, 7, **convolution),  # 1x1: the logit
+        layers.Flatten(),
+    ], name="dcgan_paper_discriminator")
+    g_optimizer, d_optimizer = (keras.optimizers.Adam(2e-4, beta_1=0.5, epsilon=1e-8) for _ in range(2))
+
+    @tf.function
+    def train_step(real_images, z):
+        with tf.GradientTape() as g_tape:
+            fake_images = generator(z, training=True)
+            with tf.GradientTape() as d_tape:  # each batch through D on its own, with its own batch statistics
+                d_loss = _cross_entropy(discriminator(real_images, training=True), 1) + \
+                    _cross_entropy(discriminator(fake_images, training=True), 0)
+            d_optimizer.apply(d_tape.gradient(d_loss, discriminator.trainable_variables),
+                              discriminator.trainable_variables)
+            # Gradients do not flow through the update, so G's reach it through this new pass alone.
+            g_loss = _cross_entropy(discriminator(fake_images, training=True), 1)
+        g_optimizer.apply(g_tape.gradient(g_loss, generator.trainable_variables), generator.trainable_variables)
+        return d_loss, g_loss
+
+    flops = training_flops(discriminator, generator) + forward_flops(discriminator)
+    return Baseline(generator, discriminator, train_step, 128, flops)
+
+
+BASELINES = {"TF tutorial": tf_tutorial_baseline, "DCGAN paper (PyTorch tutorial)": dcgan_paper_baseline}
+
+
+def _describe_run(run):
+    """One progress line for a measured budget."""
+    steps = f"{run['steps']:,} step{'s' * (run['steps'] != 1)}"
+    return f"  {run['budget']:g} s: {steps} in {run['train_seconds']:.0f} s; {describe_quality(run)}"
+
+
+def train_to_budgets(baseline, images, budgets, quality, samples=10_000, seed=0):
+    """Train a `Baseline` from scratch on `images` (uint8 digits), measuring it at each budget; one dict per budget.
+
+    The clock counts wall-clock seconds of training, tracing included. At each budget it stops
+    while `quality` (a `MnistQuality`) measures `samples` generated digits, z from
+    `noise(samples, 100, seed)`, then training goes on. Each dict holds the budget, the quality's
+    measures, and the steps, seconds and images/s of training so far.
+    """
+    batches = iter(mnist_dataset(images, baseline.batch_size, seed).repeat())
+    random = tf.random.Generator.from_seed(seed)
+    measured_z = noise(samples, RECIPE_Z_DIM, seed)
+    runs, steps, seconds = [], 0, 0.0
+    for budget in sorted(budgets):
+        start = time.perf_counter()
+        while seconds + time.perf_counter() - start < budget:
+            d_loss, _ = baseline.train_step(next(batches), random.normal([baseline.batch_size, RECIPE_Z_DIM]))
+            float(d_loss)  # waits for the step, as the notebook's loop does, so the clock counts whole steps
+            steps += 1
+        seconds += time.perf_counter() - start
+        measures = quality(baseline.generator.predict(measured_z, batch_size=500, verbose=0))
+        runs.append({"budget": budget, **measures, "steps": steps, "train_seconds": seconds,
+                     "images_per_second": steps * baseline.batch_size / seconds})
+        print(_describe_run(runs[-1]))
+    return runs
+
+
+def notebook_mnist_run(data_dir, budget, scratch):
+    """The notebook's MNIST stage trained for `budget` seconds from scratch, run by papermill in `scratch`.
+
+    As users run it, not in the tests' quick profile, with CelebA off. Returns the notebook's
+    `mnist/quality.json` and the budget.
+    """
+    import papermill
+
+    os.environ.pop("DLND_QUICK_TEST", None)  # the quick profile would replace the parameters with toy sizes
+    run_dir = Path(scratch, f"notebook-{budget:g}s")
+    run_dir.mkdir(parents=True)
+    papermill.execute_notebook(
+        NOTEBOOK, run_dir / "run.ipynb", progress_bar=False, cwd=PROJECT_DIR,
+        parameters=dict(data_dir=str(Path(data_dir).resolve()), output_dir=str(run_dir), images_dir=str(run_dir),
+                        celeba_epochs=0, mnist_time_budget=budget),
+    )
+    return {"budget": budget, **json.loads((run_dir / "mnist" / "quality.json").read_text())}
+
+
+def conv_peak_flops(batch_size=256, repeats=3):
+    """This machine's convolution peak, in FLOP/s: the best of a few large Conv2D forward passes.
+
+    Each shape is timed `repeats` times after a warm-up call that traces it.
+    """
+    best = 0.0
+    for size, kernel in [(28, 3), (28, 5), (14, 5)]:
+        model = keras.Sequential([keras.Input((size, size, 64)), keras.layers.Conv2D(128, kernel, padding="same",
+                                                                                     use_bias=False)])
+        run = tf.function(lambda x: tf.reduce_sum(model(x)))  # one number back: no copy of the output in the time
+        images = tf.random.normal([batch_size, size, size, 64])
+        float(run(images))
+        for _ in range(repeats):
+            start = time.perf_counter()
+            float(run(images))
+            best = max(best, batch_size * forward_flops(model) / (time.perf_counter() - start))
+    return best
+
+
+def _recipes_table(recipes, budgets, peak):
+    """The Markdown table of the recipes' speeds and qualities."""
+    header = ["recipe", "batch", "MFLOP/image", "images/s", "GFLOP/s (% of conv peak)",
+              *(f"FD at {budget:g} s" for budget in budgets), f"score at {budgets[-1]:g} s"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for name, recipe in recipes.items():
+        runs = recipe["runs"]
+        rate = runs[-1]["images_per_second"]  # over the longest run
+        achieved = rate * recipe["flops"]
+        cells = [name, str(recipe["batch_size"]), f"{recipe['flops'] / 1e6:.0f}", f"{rate:,.0f}",
+                 f"{achieved / 1e9:.1f} ({achieved / peak:.0%})", *(f"{run['fd']:.2f}" for run in runs),
+                 f"{runs[-1]['score']:.2f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def benchmark_recipes(data_dir="data", budgets=(60, 150, 300), out=None, seed=0):
+    """Train the notebook's MNIST recipe and two published DCGAN recipes side by side; print how good and how fast.
+
+    Each recipe trains from scratch on all of MNIST and is measured (`MnistQuality`, 10,000
+    digits) after each budget of wall-clock training seconds: the notebook once per budget,
+    through papermill; the baselines (`BASELINES`) once, pausing at each budget. Prints a Markdown
+    table, the real digits' FD (the floor), whether the notebook meets its targets (FD at most 3x
+    the floor, and at least 4x lower than the better baseline's, at every budget), and writes
+    the measurements to the JSON file `out` if given. Training alone takes the budgets' sum plus
+    twice the longest, and each notebook run adds its set-up: over 20 minutes with the defaults.
+    """
+    import papermill
+
+    if "mnist_time_budget" not in papermill.inspect_notebook(NOTEBOOK):
+        raise ValueError(f"{NOTEBOOK.name} has no mnist_time_budget parameter, which the benchmark needs to stop "
+                         f"the notebook's MNIST training after each budget.")
+    budgets = sorted(budgets)
+    images, _, data_name = load_mnist(data_dir)
+    if data_name != "MNIST":
+        raise DownloadError(f"The benchmark needs all 60,000 MNIST training digits, not the {data_name}.")
+    quality = MnistQuality(data_dir)
+    floor = quality(images[:10_000])["fd"]
+    peak = conv_peak_flops()
+    print(f"Real digits (the first 10,000 training ones): FD {floor:.2f}. "
+          f"Convolution peak of this machine: {peak / 1e9:.0f} GFLOP/s.")
+
+    print("notebook, through papermill, from scratch for each budget:")
+    with tempfile.TemporaryDirectory() as scratch:
+        runs = []
+        for budget in budgets:
+            runs.append(notebook_mnist_run(data_dir, budget, scratch))
+            print(_describe_run(runs[-1]))
+    notebook = notebook_definitions()
+    flops = training_flops(notebook["discriminator"](images.shape[1:]),
+                           notebook["generator"](RECIPE_Z_DIM, images.shape[1:]))
+    recipes = {"notebook": {"batch_size": runs[-1]["batch_size"], "flops": flops, "runs": runs}}
+    for name, make_baseline in BASELINES.items():
+        print(f"{name}, from scratch, measured at each budget:")
+        keras.utils.set_random_seed(seed)
+        baseline = make_baseline()
+        recipes[name] = {"batch_size": baseline.batch_size, "flops": baseline.flops,
+                         "runs": train_to_budgets(baseline, images, budgets, quality, seed=seed)}
+
+    print(f"\n{_recipes_table(recipes, budgets, peak)}\n")
+    print(f"Real digits: FD {floor:.2f} (the floor). Targets, at {' / '.join(f'{b:g}' for b in budgets)} s:")
+    notebook_fds = [run["fd"] for run in recipes["notebook"]["runs"]]
+    best_baseline_fds = [min(recipes[name]["runs"][i]["fd"] for name in BASELINES) for i in range(len(budgets))]
+    targets = {
+        f"notebook FD at most 3x the floor ({3 * floor:.2f})": [fd <= 3 * floor for fd in notebook_fds],
+        "notebook FD at least 4x lower than the better baseline's": [
+            4 * fd <= best for fd, best in zip(notebook_fds, best_baseline_fds)],
+    }
+    for target, met in targets.items():
+        print(f"- {target}: {' / '.join('yes' if m else 'no' for m in met)}: {'met' if all(met) else 'NOT met'}")
+    if out:
+        measurements = {"floor_fd": floor, "conv_peak_flops": peak, "recipes": recipes}
+        Path(out).write_text(json.dumps(measurements, indent=1, default=lambda array: array.tolist()) + "\n")
+        print(f"Measurements written to {out}.")
+
+
 # --- Pictures and results -----------------------------------------------------------------
 
 
@@ -1029,6 +1294,15 @@ def main(argv=None):
     command.add_argument("--batch-size", type=int, default=64, help="the batch size (default 64)")
     command.add_argument("--data-dir", default="data", help="where the stand-in faces are made (default data)")
     command.set_defaults(run=lambda args: benchmark_pipeline(args.count, args.size, args.batch_size, args.data_dir))
+
+    command = commands.add_parser("benchmark-recipes", help="train the notebook's MNIST recipe and two published "
+                                  "DCGAN recipes side by side, and compare how good and how fast they are (not a test; over 20 minutes with the "
+                                  "default budgets)")
+    command.add_argument("--data-dir", **data_dir)
+    command.add_argument("--budgets", type=float, nargs="+", default=[60, 150, 300],
+                         help="seconds of training after which each recipe is measured (default 60 150 300)")
+    command.add_argument("--out", help="also write the measurements to this JSON file")
+    command.set_defaults(run=lambda args: benchmark_recipes(args.data_dir, args.budgets, args.out))
 
     args = parser.parse_args(argv)
     args.run(args)

@@ -1,0 +1,144 @@
+"""Tests for the recipes benchmark (`python helper.py benchmark-recipes`): the two published
+baselines it trains, the loop that trains them to time budgets, how it runs the notebook, and
+its table. They run on the committed offline MNIST sample, with tiny budgets."""
+
+import json
+import time
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import helper
+
+BASELINES = [helper.tf_tutorial_baseline, helper.dcgan_paper_baseline]
+
+
+@pytest.fixture(scope="module")
+def mnist(tmp_path_factory):
+    """Real training and test digits, from the committed sample: nothing is downloaded."""
+    data_dir = tmp_path_factory.mktemp("data")
+    return helper.load_mnist(data_dir, "train", mirrors=())[0], helper.load_mnist(data_dir, "test", mirrors=())[0]
+
+
+def weights(model):
+    return [w.numpy().copy() for w in model.trainable_weights]
+
+
+# --- The baselines ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("make_baseline, generator_params, discriminator_params", [
+    (helper.tf_tutorial_baseline, 2_330_944, 212_865),  # the tutorial's model summaries
+    # G: 7*7*100*256 + 4*256 (batch norm's 4 per channel) + 4*4*256*128 + 4*128 + 4*4*128*1, no biases;
+    # D: 4*4*1*64 + 4*4*64*128 + 4*128 + 7*7*128*1
+    (helper.dcgan_paper_baseline, 1_782_272, 138_880),
+], ids=["TF tutorial", "DCGAN paper"])
+def test_baseline_networks_have_the_published_sizes(make_baseline, generator_params, discriminator_params):
+    baseline = make_baseline()
+    assert baseline.generator.count_params() == generator_params
+    assert baseline.discriminator.count_params() == discriminator_params
+
+
+@pytest.mark.parametrize("make_baseline", BASELINES, ids=["TF tutorial", "DCGAN paper"])
+def test_baseline_networks_turn_z_into_digits_and_digits_into_logits(make_baseline, mnist):
+    baseline = make_baseline()
+    images = baseline.generator(helper.noise(16, helper.RECIPE_Z_DIM), training=False).numpy()
+    assert images.shape == (16, 28, 28, 1)
+    assert -1 <= images.min() and images.max() <= 1 and images.std() > 0
+    logits = baseline.discriminator(helper.to_unit_range(mnist[0][:16]), training=False).numpy()
+    assert logits.shape == (16, 1) and np.isfinite(logits).all()
+
+
+def test_dcgan_paper_flops_count_the_1x1_start_and_the_extra_discriminator_pass():
+    baseline = helper.dcgan_paper_baseline()
+    # A transposed convolution uses each weight once per input position, a convolution once per output position.
+    g = 2 * (1 * 7 * 7 * 100 * 256 + 7 * 7 * 4 * 4 * 256 * 128 + 14 * 14 * 4 * 4 * 128 * 1)
+    d = 2 * (14 * 14 * 4 * 4 * 1 * 64 + 7 * 7 * 4 * 4 * 64 * 128 + 1 * 7 * 7 * 128 * 1)
+    assert (helper.forward_flops(baseline.generator), helper.forward_flops(baseline.discriminator)) == (g, d)
+    assert baseline.flops == 3 * g + 8 * d
+
+
+@pytest.mark.parametrize("make_baseline", BASELINES, ids=["TF tutorial", "DCGAN paper"])
+def test_a_baseline_step_trains_both_networks(make_baseline, mnist):
+    keras.utils.set_random_seed(0)
+    baseline = make_baseline()
+    before = weights(baseline.generator), weights(baseline.discriminator)
+    real_images = helper.to_unit_range(mnist[0][:baseline.batch_size])
+    losses = baseline.train_step(real_images, tf.random.normal([baseline.batch_size, helper.RECIPE_Z_DIM]))
+    assert all(np.isfinite(float(loss)) and float(loss) > 0 for loss in losses)
+    for model, old in zip((baseline.generator, baseline.discriminator), before):
+        assert all(not np.array_equal(a, b) for a, b in zip(old, weights(model))), f"{model.name} kept some weights"
+
+
+# --- Training to budgets ------------------------------------------------------------------
+
+
+def test_the_clock_stops_while_the_generator_is_measured(mnist):
+    """With a step that costs next to nothing, the steps count the seconds of training alone."""
+    generator = keras.Sequential([keras.Input((helper.RECIPE_Z_DIM,)), keras.layers.Dense(784, activation="tanh"),
+                                  keras.layers.Reshape((28, 28, 1))])
+    step = tf.function(lambda images, z: (tf.reduce_mean(images), tf.reduce_mean(z)))
+    baseline = helper.Baseline(generator, None, step, 32, 0)
+
+    def slow_quality(images):
+        time.sleep(1)
+        return {"fd": 1.0, "score": 1.0, "shares": np.eye(10)[len(images) % 10]}
+
+    runs = helper.train_to_budgets(baseline, mnist[0][:256], [1, 0.5], slow_quality, samples=20)
+    assert [run["budget"] for run in runs] == [0.5, 1]
+    for run in runs:
+        assert run["budget"] <= run["train_seconds"] < run["budget"] + 0.5
+        assert run["images_per_second"] == pytest.approx(run["steps"] * 32 / run["train_seconds"])
+    assert runs[1]["steps"] > 1.5 * runs[0]["steps"]  # had the second of measuring counted, it would have trained none
+    assert runs[0]["shares"][0] == 1  # measured on 20 samples
+
+
+def test_a_baseline_trained_to_tiny_budgets_is_measured_at_each(mnist):
+    keras.utils.set_random_seed(0)
+    quality = helper.MnistQuality(reference=mnist[1][:500])
+    runs = helper.train_to_budgets(helper.dcgan_paper_baseline(), mnist[0][:1024], [1, 2], quality, samples=200)
+    assert [run["budget"] for run in runs] == [1, 2]
+    assert 1 <= runs[0]["steps"] <= runs[1]["steps"]
+    for run in runs:
+        assert run["train_seconds"] >= run["budget"]
+        assert np.isfinite(run["fd"]) and run["fd"] > 0 and 1 <= run["score"] <= 10
+        assert run["shares"].sum() == pytest.approx(1)
+
+
+# --- The notebook and the report ----------------------------------------------------------
+
+
+def test_the_notebook_runs_from_scratch_with_the_budget_and_not_in_the_quick_profile(tmp_path, monkeypatch):
+    monkeypatch.setenv("DLND_QUICK_TEST", "1")  # as under pytest; restored after the test
+    calls = []
+    measured = {"fd": 2.5, "score": 9.1, "shares": [0.1] * 10, "steps": 700, "train_seconds": 60.2,
+                "images_per_second": 744.0, "batch_size": 64}
+
+    def execute_notebook(notebook, output, **kwargs):
+        calls.append((notebook, output, kwargs, "DLND_QUICK_TEST" in helper.os.environ))
+        quality = kwargs["parameters"]["output_dir"] + "/mnist/quality.json"
+        helper.Path(quality).parent.mkdir(parents=True)
+        helper.Path(quality).write_text(json.dumps(measured))
+
+    monkeypatch.setattr("papermill.execute_notebook", execute_notebook)
+    run = helper.notebook_mnist_run("data", 60, tmp_path)
+    [(notebook, output, kwargs, quick_profile)] = calls
+    assert notebook == helper.NOTEBOOK and output == tmp_path / "notebook-60s" / "run.ipynb"
+    assert not quick_profile
+    assert kwargs["cwd"] == helper.PROJECT_DIR
+    assert kwargs["parameters"] == {
+        "data_dir": str(helper.Path("data").resolve()), "output_dir": str(tmp_path / "notebook-60s"),
+        "images_dir": str(tmp_path / "notebook-60s"), "celeba_epochs": 0, "mnist_time_budget": 60}
+    assert run == {"budget": 60, **measured}
+
+
+def test_the_table_gives_speed_against_the_peak_and_fd_at_each_budget():
+    runs = [{"budget": b, "fd": fd, "score": 8.5, "images_per_second": 500.0} for b, fd in [(60, 3.0), (150, 1.25)]]
+    table = helper._recipes_table({"notebook": {"batch_size": 64, "flops": 200e6, "runs": runs}}, [60, 150], 400e9)
+    assert table.splitlines() == [
+        "| recipe | batch | MFLOP/image | images/s | GFLOP/s (% of conv peak) | FD at 60 s | FD at 150 s | score at 150 s |",
+        "|---|---|---|---|---|---|---|---|",
+        "| notebook | 64 | 200 | 500 | 100.0 (25%) | 3.00 | 1.25 | 8.50 |",
+    ]
