@@ -130,7 +130,8 @@ def test_the_notebook_runs_from_scratch_with_the_budget_and_not_in_the_quick_pro
     assert kwargs["cwd"] == helper.PROJECT_DIR
     assert kwargs["parameters"] == {
         "data_dir": str(helper.Path("data").resolve()), "output_dir": str(tmp_path / "notebook-60s"),
-        "images_dir": str(tmp_path / "notebook-60s"), "celeba_epochs": 0, "mnist_time_budget": 60}
+        "images_dir": str(tmp_path / "notebook-60s"), "celeba_epochs": 0, "mnist_time_budget": 60,
+        "mnist_epochs": 1000}
     assert run == {"budget": 60, **measured}
 
 
