@@ -1,0 +1,63 @@
+"""Training under tf.distribute: two replicas take the same step as one device; XLA takes the same step too."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from distribute_worker import LEARNING_RATE, batch, networks, variables
+from notebook import notebook_functions
+
+WORKER = Path(__file__).with_name("distribute_worker.py")
+ATOL = 1e-5  # 5% of Adam's first step (about the learning rate); the round-off seen is 4e-7 (replicas), 2e-6 (XLA)
+
+
+@pytest.fixture(scope="module")
+def worker(tmp_path_factory):
+    """What the worker wrote: {run: {name: values}}."""
+    out = tmp_path_factory.mktemp("distribute")
+    env = {**os.environ, "MPLBACKEND": "Agg", "PYTHONPATH": os.pathsep.join([str(WORKER.parent.parent),
+                                                                              str(WORKER.parent)])}
+    done = subprocess.run([sys.executable, str(WORKER), str(out)], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return {path.stem: dict(np.load(path)) for path in out.glob("*.npz")}
+
+
+@pytest.fixture(scope="module")
+def notebook():
+    return notebook_functions()
+
+
+def assert_same(actual, expected):
+    assert actual.keys() == expected.keys()
+    for name in expected:
+        np.testing.assert_allclose(actual[name], expected[name], rtol=0, atol=ATOL, err_msg=name)
+
+
+def test_two_replicas_take_the_same_step_as_one_device(worker):
+    """Losses over the global batch, summed gradients and synchronized batch norm: the replicas see one batch."""
+    one_device = worker["one_device"]
+    assert any(name.endswith("moving_variance") for name in one_device)  # batch-norm statistics are compared too
+    assert_same(worker["two_replicas"], one_device)
+
+
+def test_the_comparison_sees_unsynchronized_batch_norm(worker):
+    """Batch norm on each replica's half batch moves some weights by whole Adam steps: far outside the tolerance."""
+    broken, one_device = worker["unsynchronized_batch_norm"], worker["one_device"]
+    assert max(np.abs(broken[name] - one_device[name]).max() for name in one_device) > 10 * ATOL
+
+
+def test_xla_step_matches_the_plain_one(notebook):
+    """jit_compile=True compiles the same maths: two steps on the CPU agree within round-off."""
+    images, z = batch()
+    initial = [model.get_weights() for model in networks(notebook)]
+    after = {}
+    for jit_compile in (False, True):
+        models = networks(notebook, initial)
+        train_step = notebook["model_opt"](*models, LEARNING_RATE, 0.5, jit_compile=jit_compile)[0]
+        losses = [train_step(images, z) for _ in range(2)]  # the second step uses Adam's state too
+        after[jit_compile] = {"losses": np.array(losses), **variables(models)}
+    assert_same(after[True], after[False])
