@@ -4,7 +4,8 @@
 
 The two replicas are the CPU split into two logical devices, which must happen before TensorFlow
 starts: hence a process of its own. Each run writes OUT_DIR/<run>.npz: the global losses and
-every variable of both networks (weights and batch-norm statistics) after the step.
+every variable of both networks (weights and batch-norm statistics) after the step. Last, `train`
+runs a few steps on two replicas and writes its losses to OUT_DIR/train.npz.
 """
 
 import sys
@@ -79,3 +80,6 @@ if __name__ == "__main__":
     np.savez(out / "one_device.npz", **one_step(notebook, tf.distribute.get_strategy(), initial))
     np.savez(out / "two_replicas.npz", **one_step(notebook, two_cpus, initial))
     np.savez(out / "unsynchronized_batch_norm.npz", **one_step(notebook, two_cpus, initial, synchronized=False))
+    _, losses = notebook["train"](digits(BATCH).take(3), "two replicas", 1, Z_DIM, LEARNING_RATE, 0.5, out / "run",
+                                  out / "images", sample_every=2, strategy=two_cpus)
+    np.savez(out / "train.npz", losses=losses)

@@ -1,12 +1,14 @@
-"""Training under tf.distribute: two replicas take the same step as one device; XLA takes the same step too."""
+"""Training under tf.distribute: two replicas take the same step as one device; mixed precision; XLA."""
 
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from distribute_worker import LEARNING_RATE, batch, networks, variables
 from notebook import notebook_functions
@@ -48,6 +50,32 @@ def test_the_comparison_sees_unsynchronized_batch_norm(worker):
     """Batch norm on each replica's half batch moves some weights by whole Adam steps: far outside the tolerance."""
     broken, one_device = worker["unsynchronized_batch_norm"], worker["one_device"]
     assert max(np.abs(broken[name] - one_device[name]).max() for name in one_device) > 10 * ATOL
+
+
+def test_train_runs_on_two_replicas(worker):
+    """The whole of `train`, a few steps on two replicas (run by the worker): finite losses, one row per step."""
+    assert worker["train"]["losses"].shape == (3, 2) and np.isfinite(worker["train"]["losses"]).all()
+
+
+def test_mixed_precision_keeps_float32_weights_and_losses(notebook):
+    """float16 maths, but float32 variables, losses and images; the loss-scaling optimizers apply every step."""
+    images, z = batch()
+    keras.config.set_dtype_policy("mixed_float16")
+    try:
+        models = networks(notebook)
+        train_step, *optimizers = notebook["model_opt"](*models, LEARNING_RATE, 0.5)
+        losses = [train_step(images, z) for _ in range(3)][-1]
+        fakes = models[1](z, training=False)
+    finally:
+        keras.config.set_dtype_policy("float32")
+    assert models[0].layers[0].compute_dtype == "float16"
+    assert all(isinstance(optimizer, keras.optimizers.LossScaleOptimizer) for optimizer in optimizers)
+    # A step whose scaled gradients overflow is skipped: none was.
+    assert [int(optimizer.inner_optimizer.iterations) for optimizer in optimizers] == [3, 3]
+    assert [loss.dtype for loss in losses] == [tf.float32] * 2 and np.isfinite(losses).all()
+    assert fakes.dtype == tf.float32
+    assert {variable.path: variable.dtype for model in models for variable in model.weights
+            if variable.dtype != "float32"} == {}
 
 
 def test_xla_step_matches_the_plain_one(notebook):
