@@ -586,7 +586,7 @@ def _training_rate(images, steps, jit_compile=False):
     return steps * len(images) / (time.perf_counter() - start), training_flops(discriminator, generator)
 
 
-def benchmark_xla(batch_size=64, steps=5):
+def benchmark_xla(batch_size=64, steps=20):
     """Print how fast the notebook's training step runs here with and without XLA, on digits and on faces.
 
     Random pixels stand in for the images: a step's speed depends only on their shape.
@@ -603,7 +603,7 @@ def benchmark_xla(batch_size=64, steps=5):
     verdicts = [f"{max(speedup, 1 / speedup):.2f}x {'faster' if speedup > 1 else 'slower'} on {name}"
                 for name, speedup in speedups.items()]
     print(f"With XLA the step is {' and '.join(verdicts)}. The notebook keeps XLA off by default on the CPU, and "
-          f"turns it on for GPUs with Tensor Cores.")
+          f"turns it on for a single GPU with Tensor Cores.")
 
 
 def benchmark_pipeline(count=10_000, size=64, batch_size=64, data_dir="data", seconds=5, steps=5):
@@ -873,8 +873,9 @@ def benchmark_recipes(data_dir="data", budgets=(60, 150, 300), out=None, seed=0)
             runs.append(notebook_mnist_run(data_dir, budget, scratch))
             print(_describe_run(runs[-1]))
     notebook = notebook_definitions()
-    flops = training_flops(notebook["discriminator"](images.shape[1:]),
-                           notebook["generator"](RECIPE_Z_DIM, images.shape[1:]))
+    filters = runs[-1]["filters"]  # the networks' width the notebook trained with
+    flops = training_flops(notebook["discriminator"](images.shape[1:], filters),
+                           notebook["generator"](RECIPE_Z_DIM, images.shape[1:], filters))
     recipes = {"notebook": {"batch_size": runs[-1]["batch_size"], "flops": flops, "runs": runs}}
     for name, make_baseline in BASELINES.items():
         print(f"{name}, from scratch, measured at each budget:")
