@@ -568,14 +568,14 @@ def _steady_rate(dataset, seconds):
     return images / (time.perf_counter() - start)
 
 
-def _training_rate(images, steps, jit_compile=False):
+def _training_rate(images, steps, jit_compile=False, filters=64):
     """Images/s of the notebook's own training step on this machine, on batches like `images`; and its FLOPs/image.
 
-    `jit_compile=True` times the step compiled with XLA.
+    `filters` is the networks' width; `jit_compile=True` times the step compiled with XLA.
     """
     notebook = notebook_definitions()
-    discriminator = notebook["discriminator"](images.shape[1:])
-    generator = notebook["generator"](100, images.shape[1:])  # the notebook's z_dim
+    discriminator = notebook["discriminator"](images.shape[1:], filters)
+    generator = notebook["generator"](100, images.shape[1:], filters)  # the notebook's z_dim
     train_step = notebook["model_opt"](discriminator, generator, 2e-4, 0.5, jit_compile)[0]
     z = tf.random.normal([len(images), 100])
     for _ in range(2):  # traces and compiles the step, then warms it up
@@ -586,20 +586,21 @@ def _training_rate(images, steps, jit_compile=False):
     return steps * len(images) / (time.perf_counter() - start), training_flops(discriminator, generator)
 
 
-def benchmark_xla(batch_size=64, steps=20):
+def benchmark_xla(steps=20):
     """Print how fast the notebook's training step runs here with and without XLA, on digits and on faces.
 
-    Random pixels stand in for the images: a step's speed depends only on their shape.
+    At the notebook's default batch sizes and widths for each. Random pixels stand in for the
+    images: a step's speed depends only on their shape.
     """
     device = "GPU" if tf.config.list_logical_devices("GPU") else "CPU"
-    print(f"The notebook's training step on this {device}, batches of {batch_size}, {steps} steps timed after 2 "
-          f"warm-up steps (images/s):")
+    print(f"The notebook's training step on this {device}, {steps} steps timed after 2 warm-up steps (images/s):")
     speedups = {}
-    for name, shape in [("MNIST", (28, 28, 1)), ("faces", (64, 64, 3))]:
+    for name, shape, batch_size, filters in [("MNIST", (28, 28, 1), 128, 16), ("faces", (64, 64, 3), 64, 64)]:
         images = tf.random.uniform([batch_size, *shape], -1, 1, seed=0)
-        plain, xla = (_training_rate(images, steps, jit_compile)[0] for jit_compile in (False, True))
+        plain, xla = (_training_rate(images, steps, jit_compile, filters)[0] for jit_compile in (False, True))
         speedups[name] = xla / plain
-        print(f"  {name} {'x'.join(map(str, shape))}: {plain:,.0f} without XLA, {xla:,.0f} with XLA")
+        print(f"  {name} {'x'.join(map(str, shape))}, batches of {batch_size}, width {filters}: "
+              f"{plain:,.0f} without XLA, {xla:,.0f} with XLA")
     verdicts = [f"{max(speedup, 1 / speedup):.2f}x {'faster' if speedup > 1 else 'slower'} on {name}"
                 for name, speedup in speedups.items()]
     print(f"With XLA the step is {' and '.join(verdicts)}. The notebook keeps XLA off by default on the CPU, and "
@@ -1319,7 +1320,7 @@ def main(argv=None):
     command.add_argument("--data-dir", default="data", help="where the stand-in faces are made (default data)")
     command.set_defaults(run=lambda args: benchmark_pipeline(args.count, args.size, args.batch_size, args.data_dir))
     command = commands.add_parser("benchmark-xla", help="how fast the notebook's training step runs with and without "
-                                  "XLA, at 28x28x1 and 64x64x3, batches of 64 (not a test)")
+                                  "XLA, for digits and faces at the notebook's defaults (not a test)")
     command.set_defaults(run=lambda args: benchmark_xla())
 
     command = commands.add_parser("benchmark-recipes", help="train the notebook's MNIST recipe and two published "

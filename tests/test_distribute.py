@@ -1,6 +1,8 @@
-"""Training under tf.distribute: two replicas take the same step as one device; mixed precision; XLA."""
+"""Training under tf.distribute: two replicas take the same step as one device; two workers; mixed precision; XLA."""
 
+import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -89,3 +91,28 @@ def test_xla_step_matches_the_plain_one(notebook):
         losses = [train_step(images, z) for _ in range(2)]  # the second step uses Adam's state too
         after[jit_compile] = {"losses": np.array(losses), **variables(models)}
     assert_same(after[True], after[False])
+
+
+def test_two_workers_train_as_one_cluster(tmp_path):
+    """The README's several-machines set-up, on one machine: two workers, each with its TF_CONFIG, end with one model."""
+    worker = WORKER.with_name("multiworker_worker.py")
+    ports = []
+    for _ in range(2):  # free ports, as the workers will listen on them
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            ports.append(probe.getsockname()[1])
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
+    processes = []
+    for index in range(2):
+        tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
+        env = {**os.environ, "MPLBACKEND": "Agg", "TF_CONFIG": tf_config,
+               "PYTHONPATH": os.pathsep.join([str(WORKER.parent.parent), str(WORKER.parent)])}
+        processes.append(subprocess.Popen([sys.executable, str(worker), str(tmp_path / f"worker-{index}")], env=env,
+                                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    outputs = [process.communicate(timeout=300) for process in processes]
+    for process, (stdout, stderr) in zip(processes, outputs):
+        assert process.returncode == 0, stderr[-3000:]  # each worker checks it made a MultiWorkerMirroredStrategy
+    results = [dict(np.load(tmp_path / f"worker-{index}" / "result.npz")) for index in range(2)]
+    assert results[0]["replicas"] == 2  # one cluster of two workers, not two lone ones
+    assert results[0]["losses"].shape == (3, 2) and np.isfinite(results[0]["losses"]).all()
+    assert_same(results[1], results[0])  # every worker holds the same weights after the same steps
