@@ -23,6 +23,7 @@ import tensorflow as tf
 from tqdm.auto import tqdm
 
 PROJECT_DIR = Path(__file__).resolve().parent
+NOTEBOOK = PROJECT_DIR / "dlnd_face_generation.ipynb"
 
 # Official MNIST mirrors, best first. LeCun's own page now answers 403, and it is plain HTTP,
 # which is safe only because every file is checked against its official MD5.
@@ -333,7 +334,7 @@ def has_tensor_cores():
 
 def describe_devices(strategy, jit_compile):
     """One line: the devices, the strategy and its replicas, the precision policy and XLA."""
-    devices = ", ".join(device.name for device in tf.config.list_logical_devices() if device.device_type != "TPU_SYSTEM")
+    devices = ", ".join(device.name for device in tf.config.list_logical_devices())
     replicas = strategy.num_replicas_in_sync
     return (f"Devices: {devices}. Strategy: {type(strategy).__name__}, {replicas} replica{'s' * (replicas > 1)}. "
             f"Precision: {keras.config.dtype_policy().name}. XLA: {'on' if jit_compile else 'off'}.")
@@ -503,7 +504,17 @@ GPU_PEAK_FLOPS = {"T4": 8.1e12, "V100": 15.7e12, "A10G": 31.2e12, "A100": 156e12
 GPU_UTILISATION = 0.3  # assumed: small convolutions at batch 64 keep a GPU far from its peak
 
 
-def notebook_definitions(notebook=PROJECT_DIR / "dlnd_face_generation.ipynb"):
+def notebook_parameters(notebook=NOTEBOOK):
+    """The notebook's parameters and their default values, read from its `parameters` cell as papermill does."""
+    import ast
+
+    import papermill
+
+    parameters = papermill.inspect_notebook(notebook)
+    return {name: ast.literal_eval(parameter["default"]) for name, parameter in parameters.items()}
+
+
+def notebook_definitions(notebook=NOTEBOOK):
     """The notebook's checked definitions (networks, losses, training step), as a namespace.
 
     Runs the notebook's imports, then each code cell that ends with a check, without the check;
@@ -589,13 +600,17 @@ def _training_rate(images, steps, jit_compile=False, filters=64):
 def benchmark_xla(steps=20):
     """Print how fast the notebook's training step runs here with and without XLA, on digits and on faces.
 
-    At the notebook's default batch sizes and widths for each. Random pixels stand in for the
-    images: a step's speed depends only on their shape.
+    At the notebook's default sizes, batch sizes and widths for each. Random pixels stand in for
+    the images: a step's speed depends only on their shape.
     """
     device = "GPU" if tf.config.list_logical_devices("GPU") else "CPU"
     print(f"The notebook's training step on this {device}, {steps} steps timed after 2 warm-up steps (images/s):")
+    defaults = notebook_parameters()
+    face_size = defaults["celeba_image_size"]
+    stages = [("MNIST", (28, 28, 1), defaults["mnist_batch_size"], defaults["mnist_filters"]),
+              ("faces", (face_size, face_size, 3), defaults["celeba_batch_size"], defaults["celeba_filters"])]
     speedups = {}
-    for name, shape, batch_size, filters in [("MNIST", (28, 28, 1), 128, 16), ("faces", (64, 64, 3), 64, 64)]:
+    for name, shape, batch_size, filters in stages:
         images = tf.random.uniform([batch_size, *shape], -1, 1, seed=0)
         plain, xla = (_training_rate(images, steps, jit_compile, filters)[0] for jit_compile in (False, True))
         speedups[name] = xla / plain
@@ -639,7 +654,6 @@ def benchmark_pipeline(count=10_000, size=64, batch_size=64, data_dir="data", se
 
 # --- How good is the notebook's MNIST recipe? ---------------------------------------------
 
-NOTEBOOK = PROJECT_DIR / "dlnd_face_generation.ipynb"
 RECIPE_Z_DIM = 100  # all three recipes draw z from 100 normal(0, 1) values
 
 
@@ -852,9 +866,7 @@ def benchmark_recipes(data_dir="data", budgets=(60, 150, 300), out=None, seed=0)
     the measurements to the JSON file `out` if given. Training alone takes the budgets' sum plus
     twice the longest, and each notebook run adds its set-up: over 20 minutes with the defaults.
     """
-    import papermill
-
-    if "mnist_time_budget" not in papermill.inspect_notebook(NOTEBOOK):
+    if "mnist_time_budget" not in notebook_parameters():
         raise ValueError(f"{NOTEBOOK.name} has no mnist_time_budget parameter, which the benchmark needs to stop "
                          f"the notebook's MNIST training after each budget.")
     budgets = sorted(budgets)

@@ -1,7 +1,6 @@
 """Training under tf.distribute: two replicas take the same step as one device; two workers; mixed precision; XLA."""
 
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -14,6 +13,7 @@ import tensorflow as tf
 
 from distribute_worker import LEARNING_RATE, batch, networks, variables
 from notebook import notebook_functions
+from train_worker import worker_env
 
 WORKER = Path(__file__).with_name("distribute_worker.py")
 ATOL = 1e-5  # 5% of Adam's first step (about the learning rate); the round-off seen is 4e-7 (replicas), 2e-6 (XLA)
@@ -23,9 +23,8 @@ ATOL = 1e-5  # 5% of Adam's first step (about the learning rate); the round-off 
 def worker(tmp_path_factory):
     """What the worker wrote: {run: {name: values}}."""
     out = tmp_path_factory.mktemp("distribute")
-    env = {**os.environ, "MPLBACKEND": "Agg", "PYTHONPATH": os.pathsep.join([str(WORKER.parent.parent),
-                                                                              str(WORKER.parent)])}
-    done = subprocess.run([sys.executable, str(WORKER), str(out)], env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run([sys.executable, str(WORKER), str(out)], env=worker_env(), capture_output=True, text=True,
+                          timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     return {path.stem: dict(np.load(path)) for path in out.glob("*.npz")}
 
@@ -105,9 +104,8 @@ def test_two_workers_train_as_one_cluster(tmp_path):
     processes = []
     for index in range(2):
         tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
-        env = {**os.environ, "MPLBACKEND": "Agg", "TF_CONFIG": tf_config,
-               "PYTHONPATH": os.pathsep.join([str(WORKER.parent.parent), str(WORKER.parent)])}
-        processes.append(subprocess.Popen([sys.executable, str(worker), str(tmp_path / f"worker-{index}")], env=env,
+        processes.append(subprocess.Popen([sys.executable, str(worker), str(tmp_path / f"worker-{index}")],
+                                          env=worker_env(TF_CONFIG=tf_config),
                                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     outputs = [process.communicate(timeout=300) for process in processes]
     for process, (stdout, stderr) in zip(processes, outputs):

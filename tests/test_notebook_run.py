@@ -1,14 +1,13 @@
 """The notebook as users run it headless: papermill with parameters, then the exported generator."""
 
 import json
-from pathlib import Path
 
 import keras
 import numpy as np
 import papermill
 import tensorflow as tf
 
-NOTEBOOK = Path(__file__).resolve().parents[1] / "dlnd_face_generation.ipynb"
+from helper import NOTEBOOK
 
 
 def test_mnist_stage_alone_exports_a_plain_keras_generator(tmp_path, monkeypatch):

@@ -1,6 +1,5 @@
 """Training survives faults: a killed process, the stop button, a diverging run, a wrong checkpoint."""
 
-import os
 import re
 import signal
 import subprocess
@@ -14,7 +13,7 @@ import pytest
 import tensorflow as tf
 
 from notebook import notebook_functions
-from train_worker import STEPS_PER_EPOCH, digits
+from train_worker import STEPS_PER_EPOCH, digits, worker_env
 
 WORKER = Path(__file__).with_name("train_worker.py")
 
@@ -25,10 +24,8 @@ def train():
 
 
 def start_worker(run_dir, epochs, sample_every):
-    env = {**os.environ, "MPLBACKEND": "Agg", "PYTHONPATH": os.pathsep.join([str(WORKER.parent.parent),
-                                                                              str(WORKER.parent)])}
-    return subprocess.Popen([sys.executable, str(WORKER), str(run_dir), str(epochs), str(sample_every)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen([sys.executable, str(WORKER), str(run_dir), str(epochs), str(sample_every)],
+                            env=worker_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def checkpointed_step(run_dir):

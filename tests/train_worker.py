@@ -3,7 +3,9 @@
     python tests/train_worker.py RUN_DIR EPOCHS SAMPLE_EVERY
 """
 
+import os
 import sys
+from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
@@ -12,6 +14,12 @@ import helper
 from notebook import notebook_functions
 
 STEPS_PER_EPOCH = 10
+
+
+def worker_env(**variables):
+    """A test worker's environment: this process's, with the project and tests/ importable, and no display."""
+    tests = Path(__file__).parent
+    return {**os.environ, "MPLBACKEND": "Agg", "PYTHONPATH": os.pathsep.join([str(tests.parent), str(tests)]), **variables}
 
 
 def digits(batch_size=64):
