@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import socket
+import sys
 import tempfile
 import time
 import urllib.request
@@ -307,29 +308,126 @@ def make_standin_faces(archive, count, seed=0):
     return archive
 
 
+# --- The notebook's parameters ---------------------------------------------------------------
+
+
+def quick_test_profile():
+    """The notebook's parameters in the tests' quick profile, or {} outside the tests.
+
+    `pytest --nbval` sets `DLND_QUICK_TEST=1`: the notebook then runs at toy sizes in a new scratch
+    folder, never touching your data, outputs or pictures. `DLND_QUICK_TEST=<folder>` uses that folder.
+    """
+    setting = os.environ.get("DLND_QUICK_TEST")
+    if not setting:
+        return {}
+    folder = tempfile.mkdtemp(prefix="dlnd-quick-test-") if setting == "1" else setting
+    return dict(data_dir=folder, output_dir=folder, images_dir=folder, mnist_epochs=1, celeba_epochs=1,
+                celeba_image_size=32, max_images=256, fid_images=100, download_celeba=False)
+
+
+def _whole(low):
+    return lambda value: isinstance(value, int) and not isinstance(value, bool) and value >= low
+
+
+def _positive_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < float("inf")
+
+
+def _folder(value):
+    return isinstance(value, (str, os.PathLike)) and str(value) != "" and not Path(value).is_file()
+
+
+PARAMETER_RULES = {  # name: (test, what is allowed)
+    "data_dir": (_folder, "a folder's path (a file of that name is in the way)"),
+    "output_dir": (_folder, "a folder's path (a file of that name is in the way)"),
+    "images_dir": (_folder, "a folder's path (a file of that name is in the way)"),
+    "seed": (_whole(0), "a whole number, 0 or more"),
+    "z_dim": (_whole(1), "a whole number, at least 1"),
+    "beta1": (lambda v: _positive_number(v) and v < 1 or v == 0, "a number from 0 up to (not including) 1"),
+    "mnist_epochs": (_whole(1), "a whole number, at least 1 (the MNIST stage always runs)"),
+    "mnist_batch_size": (_whole(1), "a whole number, at least 1"),
+    "mnist_learning_rate": (lambda v: _positive_number(v) and v <= 1, "a number above 0, at most 1"),
+    "mnist_filters": (_whole(1), "a whole number, at least 1"),
+    "celeba_epochs": (_whole(0), "a whole number, 0 or more (0 skips the faces)"),
+    "celeba_batch_size": (_whole(1), "a whole number, at least 1"),
+    "celeba_learning_rate": (lambda v: _positive_number(v) and v <= 1, "a number above 0, at most 1"),
+    "celeba_filters": (_whole(1), "a whole number, at least 1"),
+    "celeba_image_size": (lambda v: v in (28, 32, 64) and not isinstance(v, bool), "28, 32 or 64"),
+    "max_images": (lambda v: v is None or _whole(1)(v), "None (all of them) or a whole number, at least 1"),
+    "sample_every": (lambda v: v is None or _whole(1)(v), "None (ten per stage) or a whole number, at least 1"),
+    "download_celeba": (lambda v: isinstance(v, bool), "True or False"),
+    "fid_images": (lambda v: v == 0 or _whole(2)(v), "0 (no FID) or a whole number, at least 2"),
+    "mnist_time_budget": (lambda v: v is None or _positive_number(v), "None (no limit) or a number of seconds above 0"),
+    "mixed_precision": (lambda v: isinstance(v, bool) or v is None, "None (decide by the GPU), True or False"),
+    "jit_compile": (lambda v: isinstance(v, bool) or v is None, "None (decide by the GPU), True or False"),
+}
+
+
+def check_parameters(parameters):
+    """Stop with one plain sentence per bad value if any of the notebook's `parameters` (a dict, e.g.
+    `globals()`) is not allowed: which parameter, the value it got, and what it may be."""
+    problems = [f"{name} = {parameters[name]!r} is not allowed: it must be {allowed}."
+                for name, (test, allowed) in PARAMETER_RULES.items() if name in parameters and not test(parameters[name])]
+    max_images = parameters.get("max_images")
+    if not problems and max_images is not None:
+        stages = ["mnist"] + ["celeba"] * bool(parameters.get("celeba_epochs"))
+        for stage in stages:
+            batch_size = parameters.get(f"{stage}_batch_size")
+            if batch_size and max_images < batch_size:
+                problems.append(f"max_images = {max_images} is fewer than one batch ({stage}_batch_size = "
+                                f"{batch_size}): raise max_images to at least {batch_size} or lower {stage}_batch_size.")
+    if problems:
+        raise ValueError("\n".join(problems))
+
+
 # --- Devices ------------------------------------------------------------------------------
 
 
 def distribution_strategy():
     """`MultiWorkerMirroredStrategy` if `TF_CONFIG` names a cluster; else `MirroredStrategy` over this machine's
-    GPUs if it has several; else TensorFlow's default strategy.
+    GPUs if it has several; else TensorFlow's default strategy (the one GPU, or the CPU: no copies, no cost).
 
-    The default strategy runs on the one GPU, or on the CPU, with no copies and no cost.
+    Call it before TensorFlow runs anything. `DLND_CPU_REPLICAS=N` splits the CPU into N devices and
+    mirrors over them as over N GPUs: how the tests run the multi-GPU path on a machine without GPUs.
     """
     if os.environ.get("TF_CONFIG"):  # one of several machines (the README's "Multiple GPUs")
         return tf.distribute.MultiWorkerMirroredStrategy()
+    cpu_replicas = int(os.environ.get("DLND_CPU_REPLICAS", 0))
+    if cpu_replicas > 1:
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * cpu_replicas)
+        return tf.distribute.MirroredStrategy([device.name for device in tf.config.list_logical_devices("CPU")])
     gpus = tf.config.list_logical_devices("GPU")
     return tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
 
 
-def has_tensor_cores():
-    """True if there are GPUs and all have compute capability 7.0 or more (Volta onwards: V100, T4, A10G, A100...).
+def gpu_capabilities():
+    """The compute capability of each GPU, e.g. [(7, 5)] on a T4; [] without GPUs."""
+    return [tf.config.experimental.get_device_details(gpu).get("compute_capability", (0, 0))
+            for gpu in tf.config.list_physical_devices("GPU")]
+
+
+def has_tensor_cores(capabilities=None):
+    """True if there are GPUs and all have compute capability 7.0 or more (Volta onwards: V100, T4, A10G, A100, L4).
 
     Those run float16 maths on Tensor Cores, where mixed precision and XLA pay off.
     """
-    gpus = tf.config.list_physical_devices("GPU")
-    capabilities = [tf.config.experimental.get_device_details(gpu).get("compute_capability", (0, 0)) for gpu in gpus]
-    return bool(gpus) and min(capabilities) >= (7, 0)
+    capabilities = gpu_capabilities() if capabilities is None else capabilities
+    return bool(capabilities) and min(capabilities) >= (7, 0)
+
+
+def choose_speedups(mixed_precision, jit_compile, replicas, capabilities=None):
+    """The notebook's `(mixed_precision, jit_compile)`: the values given, or for `None` the default for this machine.
+
+    Mixed precision by default on GPUs with Tensor Cores; XLA too, but only on a single one: across
+    several replicas it failed in our two-device tests.
+    """
+    tensor_cores = has_tensor_cores(capabilities)
+    if mixed_precision is None:
+        mixed_precision = tensor_cores
+    if jit_compile is None:
+        jit_compile = tensor_cores and replicas == 1
+    return bool(mixed_precision), bool(jit_compile)
 
 
 def describe_devices(strategy, jit_compile):
@@ -340,6 +438,21 @@ def describe_devices(strategy, jit_compile):
             f"Precision: {keras.config.dtype_policy().name}. XLA: {'on' if jit_compile else 'off'}.")
 
 
+@contextlib.contextmanager
+def float32_policy():
+    """Build Keras models in float32 inside this block, whatever the notebook's precision policy.
+
+    Measuring (the MNIST classifier, InceptionV3) and exporting are done in float32: their figures
+    must not depend on whether training ran in mixed precision.
+    """
+    policy = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("float32")
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(policy)
+
+
 # --- tf.data pipelines --------------------------------------------------------------------
 
 
@@ -348,6 +461,10 @@ FACE_CACHE_FORMAT = 1  # raise it when the preprocessing changes, so that older 
 
 def _batches(dataset, batch_size, seed, preprocess):
     """Shuffle anew each epoch, batch, preprocess the batches in parallel, and prefetch."""
+    count = int(dataset.cardinality())
+    if count < batch_size:  # else an epoch would hold no batch at all
+        raise ValueError(f"There are only {count:,} images, fewer than one batch of {batch_size}: lower the batch "
+                         f"size, or use more images (max_images).")
     return (
         dataset.shuffle(dataset.cardinality(), seed=seed, reshuffle_each_iteration=True)
         .batch(batch_size, drop_remainder=True)
@@ -968,10 +1085,18 @@ def show_grid(images, title, path=None, cols=None, width=5):
 
 
 def export_generator(generator, directory, **config):
-    """Save the generator as `<directory>/generator.keras` with a `config.json` beside it."""
+    """Save the generator as `<directory>/generator.keras` with a `config.json` beside it.
+
+    Saved in float32 even after mixed-precision training (the weights are float32 either way), so
+    that it runs at full speed and precision on any machine, CPU included.
+    """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    generator.save(directory / "generator.keras")
+    with float32_policy():
+        plain = keras.models.clone_model(generator, clone_function=lambda layer: layer.__class__.from_config(
+            {**layer.get_config(), "dtype": "float32"}))
+    plain.set_weights(generator.get_weights())
+    plain.save(directory / "generator.keras")
     (directory / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     return directory
 
@@ -1010,32 +1135,204 @@ def plot_losses(losses, title, path=None):
     plt.close()
 
 
-def checkpoint_manager(checkpoint, directory, max_to_keep=2):
-    """A `tf.train.CheckpointManager` over `directory` that has restored the latest checkpoint, if any."""
-    manager = tf.train.CheckpointManager(checkpoint, directory, max_to_keep)
-    if manager.latest_checkpoint:
+def to_terminal(line):
+    """Write a line to the terminal that runs Python, papermill or Jupyter, and not into the notebook.
+
+    In a notebook kernel, `sys.stderr.fileno()` is the kernel's original stderr (ipykernel gives it
+    out for subprocesses to write to): the terminal, not the cell's output. A kernel that does not
+    capture its file descriptors has none (under pytest, say): then `sys.__stderr__` is the terminal.
+    """
+    try:
+        os.write(sys.stderr.fileno(), f"{line}\n".encode())
+    except (OSError, ValueError):  # io.UnsupportedOperation is both
+        print(line, file=sys.__stderr__, flush=True)
+
+
+class TrainingRun:
+    """The bookkeeping around `train`'s loop, so that the loop shows only the lesson.
+
+        run = TrainingRun(run_dir, data_name, epochs, dataset, z_dim, ..., discriminator=..., generator=..., ...)
+        with run:                               # the stop button saves a checkpoint before stopping
+            for batch in run.batches(strategy):  # the steps still to do, also after a resume
+                run.record(losses)              # one step's [d_loss, g_loss], a tensor left on the device
+                if run.sample_due:              # every `sample_every` steps, at the end, when out of time
+                    run.save(samples)           # a checkpoint, and the samples for TensorBoard
+
+    It restores the latest checkpoint of `run_dir/checkpoints` (the networks, optimizers and noise
+    given as keywords, plus the step, the losses and the fixed sample noise `fixed_z`) and goes on
+    from there. Losses are read back from the device about once a second, not every step, so a GPU
+    never waits for Python; then the progress bar moves, TensorBoard gets their means, and a loss
+    that is NaN or infinite stops training. A progress line goes to the terminal every 30 s.
+
+    `recipe` (e.g. the learning rate, batch size, width) is stored beside the checkpoints. Resuming
+    with another learning rate or beta1 goes on with the new one, saying so; with another batch
+    size, width, z_dim, image size or precision it is refused; with fewer epochs than are done
+    there is nothing to train.
+    """
+
+    SECONDS_PER_READ = 1
+    SECONDS_PER_LINE = 30
+    CHANGEABLE = ("learning_rate", "beta1")  # recipe entries a resumed run may change
+
+    def __init__(self, run_dir, data_name, epochs, dataset, z_dim, sample_every=None, time_budget=None, seed=0,
+                 recipe=None, **trackables):
+        self.run_dir, self.data_name, self.time_budget = Path(run_dir), data_name, time_budget
+        self.dataset, self.batch_size = dataset, dataset.element_spec.shape[0]  # None if batches vary
+        self.total_steps = epochs * int(dataset.cardinality())
+        self.sample_every = sample_every or max(1, self.total_steps // 10)
+        self.recipe = {**(recipe or {}), "z_dim": z_dim, "image_shape": list(dataset.element_spec.shape[1:]),
+                       "batch_size": self.batch_size, "precision": keras.config.dtype_policy().name}
+        self.models = [v for v in trackables.values() if isinstance(v, keras.Model)]
+        self.optimizers = [v for v in trackables.values() if isinstance(v, keras.optimizers.Optimizer)]
+        self.fixed_z = tf.Variable(tf.random.stateless_normal([25, z_dim], seed=[seed, 0]), trainable=False)
+        self._step = tf.Variable(0, dtype=tf.int64, trainable=False)
+        self._losses = tf.Variable(tf.zeros([0, 2]), shape=[None, 2], trainable=False)
+        checkpoint = tf.train.Checkpoint(fixed_z=self.fixed_z, step=self._step, losses=self._losses, **trackables)
+        self.manager = tf.train.CheckpointManager(checkpoint, self.run_dir / "checkpoints", max_to_keep=2)
+        self._restore(checkpoint)
+        self.step, self.losses = int(self._step), self._losses.numpy()
+        self.sample_due = self.out_of_time = False
+        self._pending = []
+
+    def _restore(self, checkpoint):
+        latest, directory = self.manager.latest_checkpoint, self.manager.directory
+        if not latest:
+            return
+        refuse = f"To resume it, set them back; to start a new run, delete {directory} or choose another output_dir."
+        saved = self._saved_recipe()
+        changed = {key: (saved[key], self.recipe.get(key)) for key in saved if saved[key] != self.recipe.get(key)}
+        fixed = {key: values for key, values in changed.items() if key not in self.CHANGEABLE}
+        if fixed:
+            differences = ", ".join(f"{key} {old} there, {new} now" for key, (old, new) in fixed.items())
+            raise ValueError(f"The checkpoint {latest} was written by other networks or another recipe "
+                             f"({differences}). {refuse}")
         try:
-            checkpoint.restore(manager.latest_checkpoint).assert_consumed()
+            checkpoint.restore(latest).assert_consumed()
         except (ValueError, AssertionError) as error:  # a variable of another shape, or one missing
-            raise ValueError(
-                f"The checkpoint {manager.latest_checkpoint} was written by other networks (another architecture, "
-                f"image size or z_dim): {str(error).splitlines()[0]}\nTo start a new run, delete {directory} "
-                f"or choose another output_dir."
-            ) from None
-        print(f"Resumed from {manager.latest_checkpoint} (step {int(checkpoint.step):,}).")
-    return manager
+            raise ValueError(f"The checkpoint {latest} was written by other networks (another architecture, image "
+                             f"size or z_dim): {str(error).splitlines()[0]}\n{refuse}") from None
+        if "learning_rate" in self.recipe:  # the optimizers' state holds the old one: the new one is honoured
+            for optimizer in self.optimizers:
+                optimizer.learning_rate = self.recipe["learning_rate"]
+        print(f"Resumed from {latest} (step {int(checkpoint.step):,}).")
+        for key, (old, new) in changed.items():
+            print(f"{key} was {old} when the checkpoint was written; going on with {new}.")
 
+    def _saved_recipe(self):
+        try:
+            return json.loads((self.run_dir / "checkpoints" / "recipe.json").read_text())
+        except (OSError, ValueError):  # written by an older version of the notebook: the restore itself checks
+            return {}
 
-def stop_if_diverged(values, step, manager):
-    """Stop training with a plain message if any of `values` (losses or weights) is NaN or infinite."""
-    if all(np.isfinite(value).all() for value in values):
-        return
-    kept = f"the last good checkpoint, {manager.latest_checkpoint}, is kept" if manager.latest_checkpoint else \
-        "no checkpoint had been saved yet"
-    raise FloatingPointError(
-        f"Training diverged at step {step:,}: a loss or a weight became NaN or infinite, and {kept}. "
-        f"Try a lower learning rate; running the cell again resumes from that checkpoint."
-    )
+    def batches(self, strategy):
+        """The batches still to train on, each split across the strategy's replicas; stops when out of time."""
+        remaining = self.total_steps - self.step
+        if remaining <= 0:
+            print(f"{self.data_name}: already trained to step {self.step:,} of {self.total_steps:,}; nothing to "
+                  f"train. Raise the epochs to train further, or delete {self.manager.directory} to start over.")
+            return
+        for batch in strategy.experimental_distribute_dataset(self.dataset.repeat().take(remaining)):
+            yield batch
+            if self.out_of_time:
+                print(f"Stopped at step {self.step:,} of {self.total_steps:,}: the time budget of "
+                      f"{self.time_budget:g} s is spent.")
+                return
+
+    def record(self, losses):
+        """Count one step with its `[d_loss, g_loss]` (read back later, with others); decide whether to sample now."""
+        self._pending.append(losses)
+        self.step += 1
+        now = time.perf_counter()
+        self.out_of_time = self.time_budget is not None and now - self._start >= self.time_budget
+        self.sample_due = self.step % self.sample_every == 0 or self.step == self.total_steps or self.out_of_time
+        if now - self._last_read >= self.SECONDS_PER_READ:
+            self._read()
+
+    def _read(self):
+        """Read the pending losses back from the device, stop on NaN or infinity, show and log them."""
+        self._last_read = time.perf_counter()
+        if not self._pending:
+            return
+        new = tf.stack(self._pending).numpy()
+        self._pending = []
+        first = len(self.losses) + 1
+        self.losses = np.concatenate([self.losses, new])
+        if not np.isfinite(new).all():
+            self._diverged(first + int(np.flatnonzero(~np.isfinite(new).all(1))[0]))
+        d_loss, g_loss = new[-1]
+        self.progress.update(len(new))
+        self.progress.set_postfix(d_loss=f"{d_loss:.3f}", g_loss=f"{g_loss:.3f}")
+        with self.log.as_default(self.step):
+            tf.summary.scalar("loss/discriminator", new[:, 0].mean())
+            tf.summary.scalar("loss/generator", new[:, 1].mean())
+        if self._last_read - self._last_line >= self.SECONDS_PER_LINE or self.step == self.total_steps:
+            self._last_line = self._last_read
+            to_terminal(self._progress_line(d_loss, g_loss))
+
+    def _progress_line(self, d_loss, g_loss):
+        """One line for the terminal: the step, the losses, the speed and the time left."""
+        seconds, done = time.perf_counter() - self._start, self.step - self._first_step
+        left = (self.total_steps - self.step) * seconds / max(done, 1)
+        if self.time_budget is not None:
+            left = min(left, max(0.0, self.time_budget - seconds))
+        speed = f", {done * self.batch_size / seconds:,.0f} images/s" if self.batch_size else ""
+        return (f"{self.data_name}: step {self.step:,} of {self.total_steps:,}, d_loss {d_loss:.3f}, "
+                f"g_loss {g_loss:.3f}{speed}, about {left / 60:.0f} min {left % 60:.0f} s left")
+
+    def _diverged(self, step):
+        kept = (f"the last good checkpoint, {self.manager.latest_checkpoint}, is kept" if self.manager.latest_checkpoint
+                else "no checkpoint had been saved yet")
+        raise FloatingPointError(
+            f"Training diverged at step {step:,}: a loss or a weight became NaN or infinite, and {kept}. "
+            f"Try a lower learning rate; running the cell again resumes from that checkpoint."
+        )
+
+    def save(self, samples=None):
+        """Save a checkpoint (never one with NaN or infinite weights), and log `samples` ([-1, 1]) for TensorBoard."""
+        self._read()
+        if not all(np.isfinite(weight.numpy()).all() for model in self.models for weight in model.weights):
+            self._diverged(self.step)
+        self._step.assign(self.step)
+        self._losses.assign(self.losses)
+        self.manager.save(self.step)
+        (self.run_dir / "checkpoints" / "recipe.json").write_text(json.dumps(self.recipe, indent=2) + "\n")
+        with self.log.as_default(self.step):
+            if samples is not None:
+                tf.summary.image("samples", (samples + 1) / 2, max_outputs=9)
+            if self.batch_size and self.step > self._first_step:
+                seconds = time.perf_counter() - self._start
+                tf.summary.scalar("images_per_second", (self.step - self._first_step) * self.batch_size / seconds)
+            for name, optimizer in zip(("discriminator", "generator"), self.optimizers):
+                tf.summary.scalar(f"learning_rate/{name}", float(optimizer.learning_rate))
+
+    def sample_path(self):
+        """Where this step's sample grid is saved: `run_dir/samples/<step>.png`."""
+        return self.run_dir / "samples" / f"{self.step:07d}.png"
+
+    def __enter__(self):
+        self._start = self._last_read = self._last_line = time.perf_counter()
+        self._first_step = self.step
+        self.progress = tqdm(total=self.total_steps, initial=self.step, desc=self.data_name, unit="step")
+        self.log = tf.summary.create_file_writer(str(self.run_dir / "logs"))
+        return self
+
+    def __exit__(self, kind, error, traceback):
+        try:
+            if kind is None:
+                self._read()
+                if self.step > self._first_step:
+                    seconds = time.perf_counter() - self._start
+                    speed = f" ({(self.step - self._first_step) * self.batch_size / seconds:,.0f} images/s)" \
+                        if self.batch_size else ""
+                    print(f"{self.data_name}: trained to step {self.step:,} in {seconds:.0f} s{speed}; last losses: "
+                          f"discriminator {self.losses[-1][0]:.3f}, generator {self.losses[-1][1]:.3f}")
+            elif issubclass(kind, KeyboardInterrupt):  # the notebook's stop button: keep what was learned
+                self.save()
+                print(f"Stopped at step {self.step:,}; checkpoint saved. Run the cell again to continue from there.")
+        finally:
+            self.progress.close()
+            self.log.close()
+        return False
 
 
 # --- Results after training ---------------------------------------------------------------
@@ -1098,7 +1395,7 @@ def _inception(weights, size):
     timeout = socket.getdefaulttimeout()
     socket.setdefaulttimeout(TIMEOUT)  # Keras downloads with urlretrieve, which would wait forever on a silent network
     try:
-        with contextlib.redirect_stdout(io.StringIO()):  # Keras's "Downloading data from" line: ours says it all
+        with contextlib.redirect_stdout(io.StringIO()), float32_policy():  # Keras's "Downloading data from" line: ours says it all
             return keras.applications.InceptionV3(
                 include_top=False, weights=weights, input_shape=(size, size, 3), pooling="avg"
             )
@@ -1238,10 +1535,11 @@ class MnistQuality:
     """
 
     def __init__(self, data_dir="data", reference=None, classifier=MNIST_CLASSIFIER, mirrors=MNIST_MIRRORS):
-        if not isinstance(classifier, keras.Model):
-            classifier = keras.saving.load_model(classifier)
-        # Both outputs the measures need, from one pass.
-        self.model = keras.Model(classifier.inputs, [classifier.get_layer("features").output, classifier.outputs[0]])
+        with float32_policy():  # the same figures whether training ran in mixed precision or not
+            if not isinstance(classifier, keras.Model):
+                classifier = keras.saving.load_model(classifier)
+            # Both outputs the measures need, from one pass.
+            self.model = keras.Model(classifier.inputs, [classifier.get_layer("features").output, classifier.outputs[0]])
         if reference is None:
             reference = load_mnist(data_dir, "test", mirrors)[0]
         self.reference_features = self.predict(reference)[0]

@@ -20,18 +20,22 @@ def _passed():
     print("Tests Passed")
 
 
-def _tiny_networks(image_shape=(8, 8, 1), z_dim=5, batch_norm=False):
-    """A small discriminator and generator of known design, to test the functions that use them."""
+def _tiny_networks(image_shape=(8, 8, 1), z_dim=5, batch_norm=False, dtype=None):
+    """A small discriminator and generator of known design, to test the functions that use them.
+
+    Built under Keras' current precision policy (`dtype=None`), as the notebook's networks are, with
+    float32 logits and images as a correct design has even in mixed precision; or all in `dtype`.
+    """
     def norm():
-        return [layers.BatchNormalization()] if batch_norm else []
+        return [layers.BatchNormalization(dtype=dtype)] if batch_norm else []
 
     discriminator = keras.Sequential(
-        [keras.Input(image_shape), layers.Conv2D(4, 3, 2, padding="same"), *norm(), layers.LeakyReLU(0.2),
-         layers.Flatten(), layers.Dense(1)]
+        [keras.Input(image_shape), layers.Conv2D(4, 3, 2, padding="same", dtype=dtype), *norm(),
+         layers.LeakyReLU(0.2, dtype=dtype), layers.Flatten(dtype=dtype), layers.Dense(1, dtype="float32")]
     )
     generator = keras.Sequential(
-        [keras.Input((z_dim,)), layers.Dense(int(np.prod(image_shape))), *norm(),
-         layers.Reshape(image_shape), layers.Activation("tanh")]
+        [keras.Input((z_dim,)), layers.Dense(int(np.prod(image_shape)), dtype=dtype), *norm(),
+         layers.Reshape(image_shape, dtype=dtype), layers.Activation("tanh", dtype="float32")]
     )
     return discriminator, generator
 
@@ -94,7 +98,8 @@ def test_generator(generator):
 
 
 def test_model_loss(model_loss):
-    discriminator, generator = _tiny_networks()
+    # In float32 whatever the precision policy: this checks the losses' maths, compared at float32's precision.
+    discriminator, generator = _tiny_networks(dtype="float32")
     real_images = tf.random.uniform((6, 8, 8, 1), -1, 1, seed=2)
     z = tf.random.normal((6, 5), seed=3)
     n_variables = len(discriminator.variables) + len(generator.variables)
@@ -141,6 +146,12 @@ def test_model_opt(model_opt):
     assert len(losses) == 2 and all(np.isfinite(loss.numpy()) for loss in losses), \
         "train_step should return finite (d_loss, g_loss)."
     assert d_optimizer is not g_optimizer, "Each network needs its own optimizer."
+    if discriminator.dtype_policy.name == "mixed_float16":
+        assert all(isinstance(o, keras.optimizers.LossScaleOptimizer) for o in (d_optimizer, g_optimizer)), (
+            "In mixed precision, wrap each Adam in keras.optimizers.LossScaleOptimizer: without loss scaling, small "
+            "float16 gradients round to zero.")
+    iterations = [int(o.iterations) for o in (d_optimizer, g_optimizer)]
+    assert iterations == [1, 1], f"One call of train_step should update each optimizer once; their counts: {iterations}."
 
     # Adam's first step moves each weight by the learning rate against its own loss's gradient.
     # A weight also moved by the other optimizer, or not at all, is off by a whole step.

@@ -26,7 +26,7 @@ def digits(batch_size=64):
     """Ten batches of real MNIST digits in [-1, 1], in a fixed order."""
     with np.load(helper.MNIST_SAMPLE, allow_pickle=False) as sample:
         images = sample["train_images"][: STEPS_PER_EPOCH * batch_size, ..., None]
-    return tf.data.Dataset.from_tensor_slices(images).batch(batch_size).map(helper.to_unit_range)
+    return tf.data.Dataset.from_tensor_slices(images).batch(batch_size, drop_remainder=True).map(helper.to_unit_range)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,117 @@
+"""The notebook in each configuration it can choose on a GPU box, emulated on the CPU.
+
+Each test is a papermill run of the real notebook in its quick profile (toy sizes), as a user
+would run it, in one of the configurations the notebook picks on a GPU box:
+- one GPU with Tensor Cores: mixed precision and XLA;
+- several GPUs: two replicas under `MirroredStrategy` (the CPU split in two by the notebook's own
+  `helper.distribution_strategy`, through its test switch `DLND_CPU_REPLICAS`), mixed precision;
+- an older GPU, or the CPU: float32 without XLA.
+Then it checks what the run produced: every cell ran, finite losses, quality figures in range,
+exported generators that load and draw float32 images, and the progress lines in the terminal.
+"""
+
+import json
+import re
+import os
+import subprocess
+import sys
+
+import keras
+import nbformat
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from helper import NOTEBOOK, PROJECT_DIR
+
+CONFIGS = {
+    "one Tensor-Core GPU": dict(parameters=dict(mixed_precision=True, jit_compile=True), replicas=1,
+                                devices="_DefaultDistributionStrategy, 1 replica. Precision: mixed_float16. XLA: on."),
+    "two GPUs": dict(parameters=dict(mixed_precision=True), replicas=2,
+                     devices="MirroredStrategy, 2 replicas. Precision: mixed_float16. XLA: off."),
+    "older GPU or CPU": dict(parameters=dict(mixed_precision=False, jit_compile=False), replicas=1,
+                             devices="_DefaultDistributionStrategy, 1 replica. Precision: float32. XLA: off."),
+}
+STAGES = {"mnist": (28, 28, 1), "celeba-standin": (32, 32, 3)}  # the quick profile's sizes
+
+
+@pytest.fixture(scope="module", params=list(CONFIGS))
+def run(request, tmp_path_factory):
+    """The configuration, the executed notebook, its folder (data, outputs, pictures) and papermill's terminal output.
+
+    papermill runs from the command line, as the README's command does; its terminal output
+    includes what the notebook's kernel writes there (the progress lines).
+    """
+    config = CONFIGS[request.param]
+    folder = tmp_path_factory.mktemp("config")
+    parameters = [word for name, value in config["parameters"].items() for word in ("-p", name, str(value))]
+    done = subprocess.run(
+        [sys.executable, "-m", "papermill", "--no-progress-bar", str(NOTEBOOK), str(folder / "run.ipynb"), *parameters],
+        cwd=PROJECT_DIR, capture_output=True, text=True, timeout=1200,
+        env={**os.environ, "DLND_QUICK_TEST": str(folder), "DLND_CPU_REPLICAS": str(config["replicas"])},
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    (folder / "terminal.txt").write_text(done.stderr)
+    return config, nbformat.read(folder / "run.ipynb", as_version=4), folder, done.stderr
+
+
+def test_every_cell_ran_without_error(run):
+    _, notebook, _, _ = run
+    code = [cell for cell in notebook.cells if cell.cell_type == "code"]
+    assert all(cell.execution_count for cell in code), "a code cell did not run"
+    assert not [output for cell in code for output in cell.outputs if output.output_type == "error"]
+
+
+def test_the_notebook_ran_in_the_configuration(run):
+    config, notebook, _, _ = run
+    texts = ["".join(output.get("text", "")) for cell in notebook.cells if cell.cell_type == "code"
+             for output in cell.outputs]
+    assert any(config["devices"] in text for text in texts), f"expected {config['devices']!r}"
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_losses_are_finite_and_one_row_per_step(run, stage):
+    _, _, folder, _ = run
+    saved = tf.train.load_checkpoint(tf.train.latest_checkpoint(folder / stage / "checkpoints"))
+    losses = saved.get_tensor("losses/.ATTRIBUTES/VARIABLE_VALUE")
+    steps = saved.get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE")
+    assert losses.shape == (steps, 2) and steps > 0 and np.isfinite(losses).all()
+
+
+def test_digit_quality_is_in_range(run):
+    _, _, folder, _ = run
+    quality = json.loads((folder / "mnist" / "quality.json").read_text())
+    assert 0 <= quality["fd"] < 1000 and 1 <= quality["score"] <= 10
+    assert len(quality["shares"]) == 10 and abs(sum(quality["shares"]) - 1) < 1e-6
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_exported_generator_loads_and_draws_float32_images(run, stage):
+    _, _, folder, _ = run
+    config = json.loads((folder / stage / "config.json").read_text())
+    generator = keras.saving.load_model(folder / stage / "generator.keras")
+    assert {layer.dtype_policy.name for layer in generator.layers} == {"float32"}  # runs anywhere, CPU included
+    images = generator(np.random.default_rng(0).standard_normal((4, config["z_dim"])).astype("float32"))
+    assert images.dtype == tf.float32 and images.shape == (4, *STAGES[stage])
+    assert -1 <= float(tf.reduce_min(images)) and float(tf.reduce_max(images)) <= 1
+
+
+def test_generate_command_runs_the_export_on_a_cpu_only_machine(run, tmp_path):
+    _, _, folder, _ = run
+    out = tmp_path / "digits.png"
+    done = subprocess.run([sys.executable, "helper.py", "generate", str(folder / "mnist"), "--count", "9", "--out",
+                           str(out)], cwd=PROJECT_DIR, env={**os.environ, "CUDA_VISIBLE_DEVICES": ""},
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert Image.open(out).size[0] >= 3 * 28
+
+
+def test_the_terminal_shows_each_stages_progress_and_the_notebook_does_not(run):
+    _, notebook, _, terminal = run
+    for name in ("MNIST sample", "stand-in faces (NOT CelebA)"):
+        assert re.search(rf"{re.escape(name)}.*: step (\d+) of \1, d_loss \d+\.\d+, g_loss \d+\.\d+", terminal), \
+            f"no final progress line for {name} in:\n{terminal[-2000:]}"
+    texts = "".join("".join(output.get("text", "")) for cell in notebook.cells if cell.cell_type == "code"
+                    for output in cell.outputs)
+    assert "d_loss" not in texts  # the cells show the progress bar, not these lines

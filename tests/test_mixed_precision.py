@@ -1,0 +1,75 @@
+"""After mixed-precision training: the same quality figures as in float32, checkpoints that resume, a float32 export."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import helper
+from notebook import notebook_functions
+from train_worker import digits
+
+
+@pytest.fixture
+def mixed_precision():
+    keras.config.set_dtype_policy("mixed_float16")
+    yield
+    keras.config.set_dtype_policy("float32")
+
+
+@pytest.fixture(scope="module")
+def train():
+    return notebook_functions()["train"]
+
+
+def sample_digits(count):
+    with np.load(helper.MNIST_SAMPLE, allow_pickle=False) as sample:
+        return sample["test_images"][:count, ..., None], sample["train_images"][:count, ..., None]
+
+
+def test_mnist_quality_is_the_same_under_mixed_precision(mixed_precision):
+    reference, images = sample_digits(1000)
+    noisy = np.clip(images + np.random.default_rng(0).normal(0, 40, images.shape), 0, 255).astype(np.uint8)
+    mixed = helper.MnistQuality(reference=reference)(noisy)
+    keras.config.set_dtype_policy("float32")
+    plain = helper.MnistQuality(reference=reference)(noisy)
+    # Both compute in float32: equal up to the order of float32 sums (1e-5 relative, stated in the README).
+    assert mixed["fd"] == pytest.approx(plain["fd"], rel=1e-5)
+    assert mixed["score"] == pytest.approx(plain["score"], rel=1e-5)
+    np.testing.assert_array_equal(mixed["shares"], plain["shares"])
+
+
+def test_fid_is_the_same_under_mixed_precision(mixed_precision):
+    reference, images = sample_digits(64)
+    keras.utils.set_random_seed(0)  # weights=None: a randomly initialised InceptionV3, the same one twice
+    mixed = helper.fid(reference, images, weights=None, size=75)
+    keras.config.set_dtype_policy("float32")
+    keras.utils.set_random_seed(0)
+    plain = helper.fid(reference, images, weights=None, size=75)
+    assert mixed == pytest.approx(plain, rel=1e-5)
+
+
+def test_a_mixed_precision_run_resumes_and_refuses_float32(tmp_path, train, mixed_precision, capsys):
+    options = dict(z_dim=8, learning_rate=2e-4, beta1=0.5, run_dir=tmp_path, images_dir=tmp_path / "images",
+                   sample_every=5)
+    _, first = train(digits(), "mixed", 1, **options)
+    generator, losses = train(digits(), "mixed", 2, **options)
+    assert "Resumed from" in capsys.readouterr().out
+    assert losses.shape == (20, 2) and np.isfinite(losses).all()
+    np.testing.assert_array_equal(losses[:10], first)
+    assert generator.layers[-1].compute_dtype == "float32"
+    keras.config.set_dtype_policy("float32")
+    with pytest.raises(ValueError, match=r"precision mixed_float16 there, float32 now.*delete .* or choose another"):
+        train(digits(), "float32", 3, **options)
+
+
+def test_exported_generator_of_a_mixed_precision_run_is_float32(tmp_path, mixed_precision):
+    generator = notebook_functions()["generator"](8, (28, 28, 1), 16)
+    assert generator.layers[1].compute_dtype == "float16"
+    z = tf.random.normal([4, 8], seed=1)
+    helper.export_generator(generator, tmp_path, z_dim=8)
+    keras.config.set_dtype_policy("float32")
+    exported = keras.saving.load_model(tmp_path / "generator.keras")
+    assert {layer.dtype_policy.name for layer in exported.layers} == {"float32"}
+    # The same weights, now computed in float32: as close as float16 maths gets.
+    np.testing.assert_allclose(exported(z, training=False), generator(z, training=False), atol=2e-2)

@@ -1,0 +1,136 @@
+"""Bad parameters stop the notebook at once with one plain sentence; a resumed run with changed parameters is
+honoured or refused plainly, never ignored or looping."""
+
+import numpy as np
+import papermill
+import pytest
+
+import helper
+from helper import NOTEBOOK
+from notebook import notebook_functions
+from train_worker import STEPS_PER_EPOCH, digits
+
+DEFAULTS = dict(data_dir="data", output_dir="output", images_dir="images", seed=0, z_dim=100, beta1=0.5,
+                mnist_epochs=10, mnist_batch_size=128, mnist_learning_rate=3e-4, mnist_filters=16, celeba_epochs=5,
+                celeba_batch_size=64, celeba_learning_rate=2e-4, celeba_filters=64, celeba_image_size=64,
+                max_images=None, sample_every=None, download_celeba=True, fid_images=2000, mnist_time_budget=None,
+                mixed_precision=None, jit_compile=None)
+
+
+def test_the_rules_cover_every_parameter_of_the_notebook():
+    assert set(helper.PARAMETER_RULES) == set(papermill.inspect_notebook(NOTEBOOK)) == set(DEFAULTS)
+
+
+def test_the_defaults_pass():
+    helper.check_parameters(DEFAULTS)
+
+
+@pytest.mark.parametrize("name, value, allowed", [
+    ("mnist_batch_size", 0, "a whole number, at least 1"),
+    ("celeba_batch_size", 64.5, "a whole number, at least 1"),
+    ("mnist_epochs", -1, "a whole number, at least 1 (the MNIST stage always runs)"),
+    ("celeba_epochs", "5", "a whole number, 0 or more (0 skips the faces)"),
+    ("z_dim", True, "a whole number, at least 1"),
+    ("mnist_learning_rate", 0, "a number above 0, at most 1"),
+    ("celeba_learning_rate", float("nan"), "a number above 0, at most 1"),
+    ("beta1", 1, "a number from 0 up to (not including) 1"),
+    ("celeba_image_size", 48, "28, 32 or 64"),
+    ("max_images", 0, "None (all of them) or a whole number, at least 1"),
+    ("sample_every", 0, "None (ten per stage) or a whole number, at least 1"),
+    ("fid_images", 1, "0 (no FID) or a whole number, at least 2"),
+    ("mnist_time_budget", -5, "None (no limit) or a number of seconds above 0"),
+    ("mixed_precision", "yes", "None (decide by the GPU), True or False"),
+    ("jit_compile", 1, "None (decide by the GPU), True or False"),
+    ("download_celeba", "False", "True or False"),
+    ("mnist_filters", 0, "a whole number, at least 1"),
+    ("seed", -1, "a whole number, 0 or more"),
+])
+def test_a_bad_value_is_named_with_what_is_allowed(name, value, allowed):
+    with pytest.raises(ValueError) as error:
+        helper.check_parameters({**DEFAULTS, name: value})
+    assert str(error.value) == f"{name} = {value!r} is not allowed: it must be {allowed}."
+
+
+def test_a_file_in_the_way_of_a_folder_is_named(tmp_path):
+    (tmp_path / "out").write_text("")
+    with pytest.raises(ValueError, match=r"^output_dir = '.*out' is not allowed: it must be a folder's path"):
+        helper.check_parameters({**DEFAULTS, "output_dir": str(tmp_path / "out")})
+
+
+def test_fewer_images_than_a_batch_is_refused_up_front():
+    with pytest.raises(ValueError) as error:
+        helper.check_parameters({**DEFAULTS, "max_images": 20})
+    assert str(error.value).splitlines() == [
+        "max_images = 20 is fewer than one batch (mnist_batch_size = 128): raise max_images to at least 128 or lower "
+        "mnist_batch_size.",
+        "max_images = 20 is fewer than one batch (celeba_batch_size = 64): raise max_images to at least 64 or lower "
+        "celeba_batch_size."]
+    helper.check_parameters({**DEFAULTS, "max_images": 100, "mnist_batch_size": 100, "celeba_epochs": 0})
+
+
+def test_data_smaller_than_a_batch_is_refused_by_the_pipeline():
+    with pytest.raises(ValueError, match=r"^There are only 20 images, fewer than one batch of 128: lower the batch"):
+        helper.mnist_dataset(np.zeros((20, 28, 28, 1), np.uint8), 128)
+
+
+@pytest.mark.parametrize("parameter, value, message", [
+    ("mnist_batch_size", 0, "mnist_batch_size = 0 is not allowed: it must be a whole number, at least 1."),
+    ("max_images", 20, "max_images = 20 is fewer than one batch (mnist_batch_size = 128)"),
+])
+def test_the_notebook_stops_at_its_parameter_check(tmp_path, monkeypatch, parameter, value, message):
+    monkeypatch.delenv("DLND_QUICK_TEST")  # the quick profile would replace max_images
+    with pytest.raises(papermill.PapermillExecutionError) as error:
+        papermill.execute_notebook(NOTEBOOK, tmp_path / "out.ipynb", progress_bar=False, cwd=NOTEBOOK.parent,
+                                   parameters={parameter: value, "data_dir": str(tmp_path / "data"),
+                                               "output_dir": str(tmp_path / "out"), "images_dir": str(tmp_path)})
+    assert error.value.ename == "ValueError" and message in error.value.evalue
+    assert error.value.exec_count <= 4  # the check cell, before any data or network
+    assert not (tmp_path / "data").exists() and not (tmp_path / "out").exists()
+
+
+# --- A resumed run with other parameters ------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def train():
+    return notebook_functions()["train"]
+
+
+def options(tmp_path, **changes):
+    return {**dict(z_dim=8, learning_rate=2e-4, beta1=0.5, run_dir=tmp_path, images_dir=tmp_path / "images",
+                   sample_every=5), **changes}
+
+
+def test_fewer_epochs_than_done_trains_nothing_and_says_so(tmp_path, train, capsys):
+    train(digits(), "first", 2, **options(tmp_path))
+    _, losses = train(digits(), "again", 1, **options(tmp_path))
+    out = capsys.readouterr().out
+    assert f"already trained to step {2 * STEPS_PER_EPOCH} of {STEPS_PER_EPOCH}; nothing to train" in out
+    assert losses.shape == (2 * STEPS_PER_EPOCH, 2)  # the checkpoint's, untouched
+
+
+def test_a_new_learning_rate_is_honoured_and_said(tmp_path, train, capsys, monkeypatch):
+    train(digits(), "first", 1, **options(tmp_path))
+    seen = []
+    real_run = helper.TrainingRun
+
+    class Spy(real_run):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            seen.extend(float(optimizer.learning_rate) for optimizer in self.optimizers)
+
+    monkeypatch.setattr(helper, "TrainingRun", Spy)
+    train(digits(), "again", 2, **options(tmp_path, learning_rate=5e-5))
+    assert seen == [pytest.approx(5e-5)] * 2  # restored, then the new value put back in both optimizers
+    assert "learning_rate was 0.0002 when the checkpoint was written; going on with 5e-05." in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("change, words", [
+    (dict(dataset=digits(32)), "batch_size 64 there, 32 now"),
+    (dict(filters=32), "filters 64 there, 32 now"),
+])
+def test_another_batch_size_or_width_is_refused(tmp_path, train, change, words):
+    train(digits(), "first", 1, **options(tmp_path))
+    dataset = change.pop("dataset", digits())
+    with pytest.raises(ValueError, match=rf"{words}\). To resume it, set them back; to start a new run, delete"):
+        train(dataset, "again", 2, **options(tmp_path, **change))
