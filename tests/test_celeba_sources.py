@@ -14,14 +14,17 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from PIL import Image
 
 import helper
 
 ROWS = 300  # stand-in faces in the three shards, 100 each
 NOT_JPEG_ROW = 150  # a row whose bytes are an HTML page, as a broken upload would hold
 NOT_JPEG = b"<html><body>Moved</body></html>"
+SMALL_JPEG_ROW = 250  # a row whose JPEG is not CelebA's aligned 178x218
 CUT = 20_000  # bytes a dropped connection delivers before it closes
 SHARDS = list(helper.CELEBA_HUB_SHA256)
+HUB_PATHS = [url.removeprefix("https://huggingface.co/") for url in helper.CELEBA_URLS if url.endswith(".parquet")]
 # The Image feature as `datasets` writes it: the struct of the JPEG's bytes and its path, and the
 # feature itself in the schema's metadata.
 IMAGE_SCHEMA = pa.schema(
@@ -44,9 +47,11 @@ def original_name(row):
 
 
 def make_shards(faces, paths=True):
-    """The three shards' bytes by name, one row NOT_JPEG; with `paths`, each row's path is a file name
-    in a folder (as `datasets` may keep it), else None."""
-    contents = [NOT_JPEG if row == NOT_JPEG_ROW else face for row, face in enumerate(faces)]
+    """The three shards' bytes by name, with a row NOT_JPEG and one a 64x64 JPEG; with `paths`, each row's
+    path is a file name in a folder (as `datasets` may keep it), else None."""
+    small = io.BytesIO()
+    Image.new("RGB", (64, 64), (200, 150, 120)).save(small, "JPEG")
+    contents = [{NOT_JPEG_ROW: NOT_JPEG, SMALL_JPEG_ROW: small.getvalue()}.get(row, face) for row, face in enumerate(faces)]
     rows = [{"image": {"bytes": content, "path": f"img_align_celeba/{original_name(row)}" if paths else None}}
             for row, content in enumerate(contents)]
     shards = {}
@@ -74,18 +79,18 @@ def hub(monkeypatch, shards):
 
 def hub_urls(mirror):
     """helper's Hub URLs, on the local mirror."""
-    return [url.replace("https://huggingface.co/", mirror.url) for url in helper.CELEBA_URLS if url.endswith(".parquet")]
+    return [mirror.url + path for path in HUB_PATHS]
 
 
 @pytest.fixture
 def start_hub(start_mirror):
-    """`start_hub(shards, **behaviour)`: a local Hub whose /resolve/ URLs answer 302 to a CDN path that serves the shard."""
+    """`start_hub(shards, **behaviour)`: a local Hub whose /resolve/ URLs answer 302, Found at the CDN path
+    that serves the shard."""
 
     def start(shards, **behaviour):
-        names = [re.sub(r"^https://huggingface.co/", "", url) for url in helper.CELEBA_URLS if url.endswith(".parquet")]
-        cdn = {f"cdn/{name.rsplit('/', 1)[-1]}": name for name in names}
-        redirects = {name: f"cdn/{name.rsplit('/', 1)[-1]}" for name in names}
-        return start_mirror({path: shards[path.removeprefix("cdn/")] for path in cdn}, redirects=redirects, **behaviour)
+        redirects = {path: f"cdn/{name}" for path, name in zip(HUB_PATHS, SHARDS)}
+        cdn = {f"cdn/{name}": content for name, content in shards.items()}
+        return start_mirror(cdn, redirects=redirects, **behaviour)
 
     return start
 
@@ -93,7 +98,7 @@ def start_hub(start_mirror):
 def expected_files(folder, named_by_path=True):
     """The JPEG paths load_celeba returns from the shards, and each one's content's row."""
     rows = {(original_name(row) if named_by_path else f"{row + 1:06d}.jpg"): row
-            for row in range(ROWS) if row != NOT_JPEG_ROW}
+            for row in range(ROWS) if row not in (NOT_JPEG_ROW, SMALL_JPEG_ROW)}
     return {str(folder / name): row for name, row in sorted(rows.items())}
 
 
@@ -114,7 +119,8 @@ def test_sources_are_the_zip_then_the_hub_shards_pinned():
         revision = match[1]
         assert match[2] == name
         # A full commit, or (where no full hash is published) main with the shard checked by its content.
-        assert re.fullmatch(r"[0-9a-f]{40}", revision) or (revision == "main" and helper.CELEBA_HUB_SHA256[name] is None)
+        pinned = re.fullmatch(r"[0-9a-f]{40}", revision)
+        assert pinned or (revision == "main" and helper.CELEBA_HUB_SHA256[name] is None)
     assert helper.CELEBA_HUB_SHA256[SHARDS[0]] == "9c91b375f4d5fe0d120ad19e964632dd17be5a3d57f19e46f4489ee3d5931eed"
 
 
@@ -127,11 +133,12 @@ def test_load_celeba_gets_the_hub_copy_when_the_zip_mirror_fails(tmp_path, refus
     assert name == "CelebA"
     assert_faces_from_rows(files, expected_files(tmp_path / "img_align_celeba"), faces)
     out = capsys.readouterr().out
-    assert f"Skipped 1 row(s) of {ROWS} that are not a 178x218 JPEG: {original_name(NOT_JPEG_ROW)}" in out
-    assert f"holds {ROWS - 1} images; the full CelebA set has {ROWS}" in out
+    skipped = f"{original_name(NOT_JPEG_ROW)}, {original_name(SMALL_JPEG_ROW)}"
+    assert f"Skipped 2 row(s) of {ROWS} that are not a 178x218 JPEG: {skipped}" in out
+    assert f"holds {ROWS - 2} images; the full CelebA set has {ROWS}" in out
     # Each shard once, through its /resolve/ URL's redirect; what is left is the folder and the shards.
-    assert [path for path, _ in mirror.requests] == [path for url in hub_urls(mirror)
-                                                     for path in (url.removeprefix(mirror.url), f"cdn/{url.rsplit('/', 1)[-1]}")]
+    assert mirror.requests == [request for path, name in zip(HUB_PATHS, SHARDS)
+                               for request in ((path, None), (f"cdn/{name}", None))]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["img_align_celeba", *SHARDS]
     # The notebook's pipeline takes them as it takes the zip's: a face cache beside the folder, then batches.
     batch = next(iter(helper.celeba_dataset(files, 32, batch_size=8))).numpy()
@@ -144,15 +151,15 @@ def test_hub_download_resumes_behind_the_redirect(tmp_path, refused_url, hub, st
     _, name = helper.load_celeba(tmp_path, urls=[refused_url, *hub_urls(dropped)], standin_count=4)
     assert name == helper.STANDIN_NAME
     out = capsys.readouterr().out
-    assert f"Could not download {SHARDS[0]}:" in out and f"connection closed after {CUT:,} of {len(hub[SHARDS[0]]):,}" in out
+    assert f"Could not download {SHARDS[0]}:" in out
+    assert f"connection closed after {CUT:,} of {len(hub[SHARDS[0]]):,} bytes" in out
     assert (tmp_path / f"{SHARDS[0]}.part").stat().st_size == CUT
 
     good = start_hub(hub)
     _, name = helper.load_celeba(tmp_path, urls=[refused_url, *hub_urls(good)])
     assert name == "CelebA"
     # The Range header went to the Hub and, through the redirect, on to the CDN, which sent only the rest.
-    first_url = hub_urls(good)[0].removeprefix(good.url)
-    assert good.requests[:2] == [(first_url, f"bytes={CUT}-"), (f"cdn/{SHARDS[0]}", f"bytes={CUT}-")]
+    assert good.requests[:2] == [(HUB_PATHS[0], f"bytes={CUT}-"), (f"cdn/{SHARDS[0]}", f"bytes={CUT}-")]
     assert good.bytes_sent == sum(map(len, hub.values())) - CUT
     assert (tmp_path / SHARDS[0]).read_bytes() == hub[SHARDS[0]]
 
@@ -172,8 +179,9 @@ def test_a_shard_with_a_wrong_checksum_is_refused_and_fetched_from_the_next_mirr
 
 
 @pytest.mark.parametrize("shard", [0, 1], ids=["by its SHA-256", "by its content"])
-def test_a_wrong_shard_from_the_only_mirror_is_refused_and_reported(tmp_path, refused_url, hub, start_hub, faces, capsys,
-                                                                    shard):
+def test_a_wrong_shard_from_the_only_mirror_is_refused_and_reported(
+    tmp_path, refused_url, hub, start_hub, faces, capsys, shard
+):
     name = SHARDS[shard]
     served = wrong_shard(hub, name, faces) if shard == 0 else {**hub, name: b"<html>Not Found</html>"}
     mirror = start_hub(served)
@@ -223,7 +231,7 @@ def test_wrong_hub_shards_placed_by_hand_are_refused(tmp_path, hub, faces, capsy
     _, name = helper.load_celeba(tmp_path, urls=[], standin_count=4)
     assert name == helper.STANDIN_NAME
     assert reason in capsys.readouterr().out
-    assert {p.name: p.read_bytes() for p in tmp_path.glob("*.parquet")} == placed  # the user's files are left as they are
+    assert {p.name: p.read_bytes() for p in tmp_path.glob("*.parquet")} == placed  # the user's files, as they were
     assert not (tmp_path / "img_align_celeba").exists()
 
 
