@@ -51,7 +51,8 @@ def make_shards(faces, paths=True):
     path is a file name in a folder (as `datasets` may keep it), else None."""
     small = io.BytesIO()
     Image.new("RGB", (64, 64), (200, 150, 120)).save(small, "JPEG")
-    contents = [{NOT_JPEG_ROW: NOT_JPEG, SMALL_JPEG_ROW: small.getvalue()}.get(row, face) for row, face in enumerate(faces)]
+    broken = {NOT_JPEG_ROW: NOT_JPEG, SMALL_JPEG_ROW: small.getvalue()}
+    contents = [broken.get(row, face) for row, face in enumerate(faces)]
     rows = [{"image": {"bytes": content, "path": f"img_align_celeba/{original_name(row)}" if paths else None}}
             for row, content in enumerate(contents)]
     shards = {}
