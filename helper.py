@@ -8,11 +8,13 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import socket
 import sys
 import tempfile
 import time
+import urllib.parse
 import urllib.request
 import zipfile
 from pathlib import Path
@@ -45,14 +47,39 @@ MNIST_SAMPLE = PROJECT_DIR / "data" / "mnist_sample.npz"
 # Our own MNIST classifier (`train_mnist_classifier`), whose features measure generated digits.
 MNIST_CLASSIFIER = PROJECT_DIR / "data" / "mnist_classifier.keras"
 
-# CelebA's aligned-and-cropped images, as published (the course's mirror serves the same file).
+# CelebA's aligned-and-cropped images, best source first. The course's S3 mirror serves the
+# authors' zip. The Hugging Face Hub's nielsr/CelebA-faces holds the same 202,599 JPEGs in three
+# parquet shards (a `datasets` Image column); its /resolve/ URLs redirect to a CDN. Each shard is
+# pinned to the commit that added it (its Hub page gives the full hash), except the third:
+# the full hash of b5b9152, which added it, is not published where we could read it, so it
+# comes from `main` and is checked by its content (see CELEBA_HUB_SHA256). The authors' Google
+# Drive copy is left out: it has asked for a Google login since 2022 (pytorch/vision#5705).
+# load_celeba tries the zip URLs first, then the shards (the URLs ending in .parquet).
+# huggingface_hub is not used: `download` already follows the redirect, resumes with Range and
+# checks hashes, and the Hub client would keep its copy in its own cache outside data_dir,
+# where the room check and the advice to move data_dir would not apply.
+CELEBA_HUB = "https://huggingface.co/datasets/nielsr/CelebA-faces/resolve/"
 CELEBA_URLS = (
     "https://s3-us-west-1.amazonaws.com/udacity-dlnfd/datasets/celeba.zip",
-    "https://drive.usercontent.google.com/download?id=0B7EVK8r0v71pZjFTYXZWM3FlRnM&export=download&confirm=t",
+    CELEBA_HUB + "0575efbba5981a70886b6dc2b0a131a0b250ea62/data/train-00000-of-00003.parquet",
+    CELEBA_HUB + "be1d6eb82fac48ba8260803a7ac094c3e14d37ba/data/train-00001-of-00003.parquet",
+    CELEBA_HUB + "main/data/train-00002-of-00003.parquet",
 )
+# SHA-256 of each shard where the Hub publishes it (its file page's "Git LFS Details"):
+# shard 0 from huggingface.co/datasets/nielsr/CelebA-faces/blob/0575efbba5981a70886b6dc2b0a131a0b250ea62/
+# data/train-00000-of-00003.parquet. None where we found no published hash: such a shard is
+# checked by its content instead (a parquet table of images; with the others, CELEBA_COUNT
+# rows; each row a 178x218 JPEG, or it is skipped and counted).
+CELEBA_HUB_SHA256 = {
+    "train-00000-of-00003.parquet": "9c91b375f4d5fe0d120ad19e964632dd17be5a3d57f19e46f4489ee3d5931eed",
+    "train-00001-of-00003.parquet": None,
+    "train-00002-of-00003.parquet": None,
+}
 CELEBA_ZIP = "img_align_celeba.zip"
 CELEBA_DIR = "img_align_celeba"
 CELEBA_MD5 = "00d2c5bc6d35e252742224ab0c1e8fcb"
+CELEBA_ZIP_BYTES = 1_443_490_838
+CELEBA_HUB_BYTES = 1_388_000_000  # the three shards, as the Hub lists them: 462 + 463 + 463 MB
 CELEBA_COUNT = 202_599
 CELEBA_SHAPE = (218, 178)  # height, width of every aligned image
 FACE_CROP = 108  # the centered square that holds the face
@@ -65,31 +92,71 @@ class DownloadError(RuntimeError):
     """No mirror gave a verified copy of a file."""
 
 
+class NoRoomError(RuntimeError):
+    """The disk that would hold a step's files has too little free space for them."""
+
+
 # --- Downloads ----------------------------------------------------------------------------
 
 
-def md5sum(path, decompress=False):
-    """MD5 of a file's bytes, or of its gzip-decompressed content."""
-    digest = hashlib.md5()
+def checksum(path, algorithm="md5", decompress=False):
+    """Hex digest (a `hashlib` algorithm) of a file's bytes, or of its gzip-decompressed content."""
+    digest = hashlib.new(algorithm)
     with (gzip.open if decompress else open)(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
 
 
-def _md5_or_error(path, decompress):
+def md5sum(path, decompress=False):
+    return checksum(path, "md5", decompress)
+
+
+def _checksum_or_error(path, algorithm, decompress):
     try:
-        return md5sum(path, decompress)
+        return checksum(path, algorithm, decompress)
     except (OSError, EOFError) as error:  # not gzip, or cut short
         return f"unreadable: {error}"
 
 
 def _matches(path, md5, decompress):
-    return path.exists() and _md5_or_error(path, decompress) == md5
+    return path.exists() and _checksum_or_error(path, "md5", decompress) == md5
+
+
+def checksum_check(expected, algorithm="md5", decompress=False):
+    """A check for `download`: it returns None for a file whose checksum is `expected`, else what is wrong."""
+
+    def problem(path):
+        actual = _checksum_or_error(path, algorithm, decompress)
+        return None if actual == expected else f"wrong checksum ({algorithm} {actual}, expected {expected})"
+
+    return problem
+
+
+def free_bytes(directory):
+    """Free bytes on the disk that holds `directory`, or would hold it (its nearest existing parent)."""
+    directory = Path(directory).absolute()
+    while not directory.exists():
+        directory = directory.parent
+    return shutil.disk_usage(directory).free
+
+
+def ensure_room(directory, needed, what):
+    """Raise NoRoomError, before anything is written, if `directory`'s disk has less than `needed` bytes free."""
+    free = free_bytes(directory)
+    if needed > free:
+        raise NoRoomError(
+            f"Not enough room for {what}: it needs {needed / 1e9:.1f} GB and the disk of {Path(directory).absolute()} "
+            f"has {free / 1e9:.1f} GB free; free some space, or point data_dir at a disk with more room."
+        )
 
 
 def _fetch(url, part):
-    """Append `url`'s bytes to `part`, resuming with a Range request when `part` has some."""
+    """Append `url`'s bytes to `part`, resuming with a Range request when `part` has some.
+
+    urllib follows redirects (as the Hub's /resolve/ URLs to its CDN) and keeps the Range
+    header on the way: HTTPRedirectHandler drops only Content-Length and Content-Type.
+    """
     have = part.stat().st_size if part.exists() else 0
     request = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
     with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
@@ -107,17 +174,19 @@ def _fetch(url, part):
                 raise ConnectionError(f"connection closed after {f.tell():,} of {total:,} bytes")
 
 
-def download(urls, path, md5, decompress=False):
-    """Download `path` from the first of `urls` whose copy matches `md5`.
+def download(urls, path, md5=None, decompress=False, check=None):
+    """Download `path` from the first of `urls` whose copy passes `check` (by default: its MD5 is `md5`).
 
     The bytes go to `<path>.part` and are renamed to `path` only once verified, so a file
     at `path` is always complete. An interrupted download resumes where it stopped. With
-    `decompress`, the MD5 is that of the gzip-decompressed content.
+    `decompress`, the MD5 is that of the gzip-decompressed content. `check(file)` returns
+    None for a good file, else a few words saying what is wrong with it.
     """
+    check = check or checksum_check(md5, "md5", decompress)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     part = path.with_name(path.name + ".part")
-    if _matches(part, md5, decompress):  # finished before an interruption, never renamed
+    if part.exists() and check(part) is None:  # finished before an interruption, never renamed
         return part.replace(path)
     failures = []
     for url in urls:
@@ -128,10 +197,10 @@ def download(urls, path, md5, decompress=False):
             if getattr(error, "code", None) == 416:  # the part is already full length, yet wrong
                 part.unlink()
             continue
-        actual = _md5_or_error(part, decompress)
-        if actual == md5:
+        problem = check(part)
+        if problem is None:
             return part.replace(path)
-        failures.append(f"{url}: wrong checksum (md5 {actual}, expected {md5})")
+        failures.append(f"{url}: {problem}")
         part.unlink()
     raise DownloadError(
         f"Could not download {path.name}:\n  " + "\n  ".join(failures) + f"\nCheck the connection and run again "
@@ -188,16 +257,26 @@ def load_mnist(data_dir="data", split="train", mirrors=MNIST_MIRRORS):
 # --- CelebA -------------------------------------------------------------------------------
 
 
-def extract_zip(archive, directory, folder):
-    """Extract `folder/` from `archive` into `directory`, all or nothing.
+@contextlib.contextmanager
+def _staged(directory, folder):
+    """A temporary folder to fill; its `folder/` becomes `directory/folder` only when the block ends.
 
-    Entries are unpacked into a temporary folder that is renamed only once complete, so a
-    cut-off extraction is never mistaken for a finished one. Entries that would land outside
-    the folder (absolute paths, `..`, links) are refused.
+    So a cut-off extraction or conversion is never mistaken for a finished one: the next run
+    starts the temporary folder afresh.
     """
     directory = Path(directory)
     staging = directory / f".{folder}.partial"
     shutil.rmtree(staging, ignore_errors=True)
+    yield staging
+    (staging / folder).replace(directory / folder)
+    staging.rmdir()
+
+
+def extract_zip(archive, directory, folder):
+    """Extract `folder/` from `archive` into `directory`, all or nothing, if there is room for it.
+
+    Entries that would land outside the folder (absolute paths, `..`, links) are refused.
+    """
     with zipfile.ZipFile(archive) as zf:
         members = [m for m in zf.infolist() if not m.is_dir()]
         for member in members:
@@ -205,44 +284,184 @@ def extract_zip(archive, directory, folder):
             is_link = (member.external_attr >> 16) & 0o170000 == 0o120000
             if member.filename.startswith("/") or ".." in parts or is_link or parts[0] != folder:
                 raise ValueError(f"{archive} holds an unsafe or unexpected entry: {member.filename!r}")
-        for member in tqdm(members, desc=f"Extracting {Path(archive).name}", unit="file"):
-            zf.extract(member, staging)
-    (staging / folder).replace(directory / folder)
-    staging.rmdir()
-    return directory / folder
+        ensure_room(directory, sum(m.file_size for m in members), f"the images of {Path(archive).name}")
+        with _staged(directory, folder) as staging:
+            for member in tqdm(members, desc=f"Extracting {Path(archive).name}", unit="file"):
+                zf.extract(member, staging)
+    return Path(directory) / folder
+
+
+IMAGE_COLUMN = "image"  # a `datasets` Image feature, as the Hub's parquet files store it
+
+
+def _image_table_problem(path):
+    """None if `path` is a parquet file with an Image column (struct<bytes: binary, path: string>), else what it is."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        schema = pq.read_schema(path)
+    except (OSError, ValueError) as error:  # not parquet, or cut short (pyarrow's errors are ValueErrors)
+        return f"not a parquet file: {error}"
+    expected = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+    if IMAGE_COLUMN not in schema.names or schema.field(IMAGE_COLUMN).type != expected:
+        return f"no column {IMAGE_COLUMN!r} of type {expected}; its columns: {', '.join(schema.names)}"
+    return None
+
+
+def _shard_check(name):
+    """`download`'s check for the Hub shard `name`: its published SHA-256, or else its table's schema."""
+    sha256 = CELEBA_HUB_SHA256.get(name)
+    return checksum_check(sha256, "sha256") if sha256 else _image_table_problem
+
+
+def _row_names(paths):
+    """File names for rows whose Image `path`s are `paths`: the original names if every row has a
+    distinct one, else 000001.jpg, 000002.jpg, ... in row order (CelebA's own numbering)."""
+    names = [re.split(r"[\\/]", path)[-1] if path else "" for path in paths]  # a posix or Windows path
+    if all(re.fullmatch(r"[\w-]+\.jpg", name) for name in names) and len(set(names)) == len(names):
+        return names
+    return [f"{row:06d}.jpg" for row in range(1, len(paths) + 1)]
+
+
+def _is_aligned_jpeg(content):
+    """Whether `content` is a JPEG of CelebA's aligned size (read from its header, not decoded)."""
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(content or b"")) as image:
+            return image.format == "JPEG" and image.size == CELEBA_SHAPE[::-1]
+    except OSError:  # not an image at all
+        return False
+
+
+def shards_to_folder(shards, directory, folder=CELEBA_DIR):
+    """Write the images of parquet `shards` (an Image column, as the Hub stores them) as JPEG files
+    in `directory/folder/`, all or nothing, if there is room for them.
+
+    Rows keep their original file names where they carry them. A row that is not a 178x218 JPEG
+    is skipped and reported.
+    """
+    import pyarrow.parquet as pq
+
+    ensure_room(directory, sum(Path(shard).stat().st_size for shard in shards), f"the images of {len(shards)} shards")
+    names = _row_names([path for shard in shards
+                        for path in pq.read_table(shard, columns=[f"{IMAGE_COLUMN}.path"]).column(0).to_pylist()])
+    rows, skipped = iter(names), []
+    with _staged(directory, folder) as staging, tqdm(total=len(names), desc="Writing JPEGs", unit="image") as bar:
+        (staging / folder).mkdir(parents=True)
+        for shard in shards:
+            for batch in pq.ParquetFile(shard).iter_batches(batch_size=1024, columns=[IMAGE_COLUMN]):
+                for content in batch.column(0).field("bytes").to_pylist():
+                    name = next(rows)
+                    if _is_aligned_jpeg(content):
+                        (staging / folder / name).write_bytes(content)
+                    else:
+                        skipped.append(name)
+                    bar.update()
+    if skipped:
+        listed = ", ".join(skipped[:5]) + (", ..." if len(skipped) > 5 else "")
+        print(f"Skipped {len(skipped):,} row(s) of {len(names):,} that are not a {CELEBA_SHAPE[1]}x{CELEBA_SHAPE[0]} "
+              f"JPEG: {listed}")
+    return Path(directory) / folder
 
 
 def _jpegs(folder):
     return sorted(str(p) for p in Path(folder).glob("*.jpg"))
 
 
+def _celeba_folder(data_dir):
+    """Where CelebA's JPEGs are: `img_align_celeba/`, or the folder of the same name inside it
+    (Kaggle's celeba-dataset layout)."""
+    folder = Path(data_dir) / CELEBA_DIR
+    return folder / CELEBA_DIR if (folder / CELEBA_DIR).is_dir() else folder
+
+
+def _url_name(url):
+    return urllib.parse.urlsplit(url).path.rsplit("/", 1)[-1]
+
+
+def _room_to_download(directory, paths, total, what):
+    """Check for room for what is still missing of `paths` (`total` bytes in all), and as much again unpacked."""
+    have = sum(p.stat().st_size for path in paths for p in (path, path.with_name(path.name + ".part")) if p.exists())
+    ensure_room(directory, 2 * total - have, what)
+
+
+def _folder_from_shards(shards, data_dir):
+    """CelebA's folder from the Hub's shards, once they are checked: each by its SHA-256 or its
+    schema, and all of them together by their number of rows."""
+    import pyarrow.parquet as pq
+
+    for shard in shards:
+        problem = _shard_check(shard.name)(shard)
+        if problem:
+            raise DownloadError(f"{shard} is not the Hub's CelebA shard ({problem}).\n"
+                                f"Delete it and run again to download it.")
+    rows = sum(pq.ParquetFile(shard).metadata.num_rows for shard in shards)
+    if rows != CELEBA_COUNT:
+        raise DownloadError(f"The shards {', '.join(s.name for s in shards)} in {data_dir}/ hold {rows:,} rows; "
+                            f"the Hub's CelebA has {CELEBA_COUNT:,}.\nDelete them and run again to download them.")
+    return shards_to_folder(shards, data_dir, CELEBA_DIR)
+
+
+def _make_celeba_folder(data_dir, download_missing, urls):
+    """Make `<data_dir>/img_align_celeba/` from the zip or the Hub's shards in `data_dir`, or else
+    downloaded from `urls`: the zip first, then the shards (the URLs ending in .parquet)."""
+    archive = data_dir / CELEBA_ZIP
+    shards = [data_dir / name for name in CELEBA_HUB_SHA256]
+    if archive.exists():
+        if md5sum(archive) != CELEBA_MD5:
+            raise DownloadError(
+                f"{archive} is not the official CelebA file (wrong MD5; expected {CELEBA_MD5}).\n"
+                f"Delete it and run again to download it, or fetch it by hand from the CelebA site."
+            )
+        return extract_zip(archive, data_dir, CELEBA_DIR)
+    if all(shard.exists() for shard in shards):
+        return _folder_from_shards(shards, data_dir)
+    if not download_missing:
+        raise DownloadError(f"CelebA is not in {data_dir}/ and downloading it is turned off.")
+    zip_urls = [url for url in urls if not url.endswith(".parquet")]
+    shard_urls = {shard: [url for url in urls if _url_name(url) == shard.name] for shard in shards}
+    failures = []
+    if zip_urls:
+        _room_to_download(data_dir, [archive], CELEBA_ZIP_BYTES, "CelebA's zip and its images")
+        try:
+            download(zip_urls, archive, CELEBA_MD5)
+            return extract_zip(archive, data_dir, CELEBA_DIR)
+        except DownloadError as error:
+            failures.append(str(error))
+    if all(shard_urls.values()):
+        _room_to_download(data_dir, shards, CELEBA_HUB_BYTES, "CelebA's parquet shards and their images")
+        try:
+            for shard, shard_url in shard_urls.items():
+                if not shard.exists():
+                    download(shard_url, shard, check=_shard_check(shard.name))
+            return _folder_from_shards(shards, data_dir)
+        except DownloadError as error:
+            failures.append(str(error))
+    raise DownloadError("\n".join(failures) or "No URL to download CelebA from.")
+
+
 def load_celeba(data_dir="data", download_missing=True, urls=CELEBA_URLS, standin_count=None):
     """Paths of the CelebA JPEGs and the data's name.
 
-    Looks for `<data_dir>/img_align_celeba/`, then `<data_dir>/img_align_celeba.zip`, then
-    downloads the zip. When that is impossible (or `download_missing` is False), it makes
-    synthetic faces instead (`standin_count`, 10,000 by default) and names them as a
-    stand-in, never as CelebA.
+    Uses `<data_dir>/img_align_celeba/` (or, in Kaggle's layout, the folder of that name inside
+    it), else makes it from `<data_dir>/img_align_celeba.zip` or from the Hub's three parquet
+    shards in `data_dir`, else downloads them from `urls` (the zip first) and does the same.
+    When all that is impossible (or `download_missing` is False), it makes synthetic faces
+    instead (`standin_count`, 10,000 by default) and names them as a stand-in, never as CelebA.
+    Raises NoRoomError, before writing, if the disk has too little room.
     """
     data_dir = Path(data_dir)
-    folder, archive = data_dir / CELEBA_DIR, data_dir / CELEBA_ZIP
-    if not folder.exists():
+    if not (data_dir / CELEBA_DIR).exists():
         try:
-            if not archive.exists():
-                if not download_missing:
-                    raise DownloadError(f"CelebA is not in {data_dir}/ and downloading it is turned off.")
-                download(urls, archive, CELEBA_MD5)
-            elif md5sum(archive) != CELEBA_MD5:
-                raise DownloadError(
-                    f"{archive} is not the official CelebA file (wrong MD5; expected {CELEBA_MD5}).\n"
-                    f"Delete it and run again to download it, or fetch it by hand from the CelebA site."
-                )
-            extract_zip(archive, data_dir, CELEBA_DIR)
+            _make_celeba_folder(data_dir, download_missing, urls)
         except DownloadError as error:
             standin_count = standin_count or 10_000
             print(f"{error}\nUsing {standin_count:,} {STANDIN_NAME}, made by helper.make_standin_faces. "
-                  f"For CelebA, run again when online, or put {CELEBA_ZIP} in {data_dir}/.")
+                  f"For CelebA, run again when online, or put it in {data_dir}/ as the README's Data section says.")
             return _jpegs(standin_faces(data_dir / "standin", standin_count)), STANDIN_NAME
+    folder = _celeba_folder(data_dir)
     files = _jpegs(folder)
     if len(files) != CELEBA_COUNT:
         print(f"{folder} holds {len(files):,} images; the full CelebA set has {CELEBA_COUNT:,}. Using those there are.")
@@ -546,6 +765,7 @@ def _build_face_cache(files, size, path, record):
     The array is written as `<path>.part` and renamed when complete, then its sidecar (`record`)
     the same way, so a cache whose sidecar matches is always whole.
     """
+    ensure_room(path.parent, len(files) * size * size * 3, f"the faces' cache {path.name}")
     path.parent.mkdir(parents=True, exist_ok=True)
     part = path.with_name(path.name + ".part")
     faces = np.lib.format.open_memmap(part, mode="w+", dtype=np.uint8, shape=(len(files), size, size, 3))

@@ -1,5 +1,6 @@
-"""A local HTTP mirror for the download tests: it serves files as a real mirror does, or fails
-the way real mirrors fail (error statuses, ignored Range requests, dropped or stalled connections)."""
+"""A local HTTP mirror for the download tests: it serves files as a real mirror does (also behind
+a redirect, as the Hugging Face Hub sends downloads to its CDN), or fails the way real mirrors fail
+(error statuses, ignored Range requests, dropped or stalled connections)."""
 
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -12,8 +13,14 @@ class MirrorHandler(BaseHTTPRequestHandler):
         mirror = self.server
         name, byte_range = self.path.lstrip("/"), self.headers["Range"]
         mirror.requests.append((name, byte_range))
-        if mirror.status or name not in mirror.files:
+        if mirror.status or name not in mirror.files and name not in mirror.redirects:
             self.send_error(mirror.status or 404)
+            return
+        if name in mirror.redirects:
+            self.send_response(302)
+            self.send_header("Location", mirror.url + mirror.redirects[name])
+            self.send_header("Content-Length", "0")
+            self.end_headers()
             return
         content, start = mirror.files[name], 0
         if byte_range and not mirror.ignore_range:  # helper only asks for "bytes=N-"
@@ -41,15 +48,16 @@ class Mirror(ThreadingHTTPServer):
     """A mirror at `self.url` (127.0.0.1, an ephemeral port), serving from a background thread.
 
     `files` maps names to bytes; wrong bytes in it make a mirror that serves a wrong file.
+    `redirects` maps names to names in `files`: a request for one is answered 302, Found there.
     Behaviours: `status` answers every request with that HTTP error; `ignore_range` answers
     200 with the whole file even to a Range request; `cut_after` sends only that many bytes of
     the body, then closes the connection (or with `hang`, keeps it open without a byte more).
     `requests` lists each request's (name, Range header); `bytes_sent` counts body bytes.
     """
 
-    def __init__(self, files, status=None, ignore_range=False, cut_after=None, hang=False):
+    def __init__(self, files, status=None, ignore_range=False, cut_after=None, hang=False, redirects=None):
         super().__init__(("127.0.0.1", 0), MirrorHandler)
-        self.files, self.status, self.ignore_range = files, status, ignore_range
+        self.files, self.redirects, self.status, self.ignore_range = files, redirects or {}, status, ignore_range
         self.cut_after, self.hang = cut_after, hang
         self.requests, self.bytes_sent = [], 0
         self.url = f"http://127.0.0.1:{self.server_port}/"
