@@ -1,36 +1,27 @@
 """Tests for measuring generated digits: the committed MNIST classifier, and what `MnistQuality`
 says of real digits, of noise and of digits of one class."""
 
-import shutil
-from pathlib import Path
-
 import keras
 import numpy as np
 import pytest
 
 import helper
 
-MNIST_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
 N = 1_000  # samples per measure: FDs of real digits stay far below those of wrong ones
 
 
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    """A data folder holding the four official MNIST files, so that nothing is downloaded."""
-    if not MNIST_DIR.is_dir():
-        pytest.skip(f"the official MNIST files are not in {MNIST_DIR}")
-    data_dir = tmp_path_factory.mktemp("data")
-    (data_dir / "mnist").mkdir()
-    for path in MNIST_DIR.glob("*.gz"):
-        shutil.copyfile(path, data_dir / "mnist" / path.name)
-    return data_dir
+def data_dir(tmp_path_factory, place_mnist_test_split):
+    """A data folder holding the official MNIST test split (written from the committed sample), so
+    that nothing is downloaded."""
+    return place_mnist_test_split(tmp_path_factory.mktemp("data")).parent
 
 
 @pytest.fixture(scope="module")
-def train(data_dir):
-    """The first training digits and their labels."""
-    images, labels, _ = helper.load_mnist(data_dir, "train", mirrors=())
-    return images[:10_000], labels[:10_000]
+def train():
+    """The first 10,000 official training digits and their labels: the committed sample's."""
+    with np.load(helper.MNIST_SAMPLE, allow_pickle=False) as sample:
+        return sample["train_images"][..., np.newaxis], sample["train_labels"]
 
 
 @pytest.fixture(scope="module")
