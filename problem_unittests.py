@@ -66,7 +66,12 @@ def test_discriminator(discriminator):
         images = tf.random.uniform((4, *image_shape), -1, 1, seed=1)
         logits = model(images, training=False)
         assert logits.shape == (4, 1), f"For {image_shape} images the output should be (4, 1), got {logits.shape}."
-        assert logits.dtype == tf.float32, f"The logits should be float32, got {logits.dtype}."
+        last = model.layers[-1].get_config()
+        assert last.get("activation", "linear") == "linear", \
+            f"The discriminator should return logits; its last layer applies {last['activation']!r}."
+        assert logits.dtype == tf.float32, (
+            f"The logits should be float32, got {logits.dtype}: in mixed precision give the last layer "
+            f"dtype=\"float32\".")
         n_variables = len(model.variables)
         # Both the real and the fake pass go through the same weights: calling again must
         # neither create variables nor give another answer.
@@ -74,9 +79,6 @@ def test_discriminator(discriminator):
         assert len(model.variables) == n_variables, "A second call created new weights: they are not shared."
         np.testing.assert_allclose(again, logits, rtol=1e-5, atol=1e-6,
                                    err_msg="Two calls on the same images disagree: the weights are not shared.")
-        last = model.layers[-1].get_config()
-        assert last.get("activation", "linear") == "linear", \
-            f"The discriminator should return logits; its last layer applies {last['activation']!r}."
     _passed()
 
 
@@ -94,6 +96,20 @@ def test_generator(generator):
                 assert images.dtype == tf.float32, f"The images should be float32, got {images.dtype}."
                 low, high = float(tf.reduce_min(images)), float(tf.reduce_max(images))
                 assert -1 <= low and high <= 1, f"The images should lie in [-1, 1], got [{low:.3g}, {high:.3g}]."
+            # ...and can reach both ends of it, as real images do: driven hard (its weights scaled up, in
+            # float32, where nothing overflows), a tanh output does; a sigmoid's stays in [0, 1].
+            driven = keras.models.clone_model(model, clone_function=lambda layer: layer.__class__.from_config(
+                {**layer.get_config(), "dtype": "float32"}))
+            driven.set_weights([20 * weight for weight in model.get_weights()])
+            images = driven(tf.random.normal((4, z_dim), seed=1), training=False)
+            low, high = float(tf.reduce_min(images)), float(tf.reduce_max(images))
+            assert low < -0.9 and high > 0.9, (
+                f"Driven hard, the images only reach [{low:.3g}, {high:.3g}]: they should be able to reach both "
+                f"-1 and 1, the range of the real images (a tanh output does; a sigmoid's is [0, 1]).")
+            # Each z its own image: a generator that ignores z draws the same image every time.
+            images = model(tf.random.normal((4, z_dim), seed=2), training=False).numpy()
+            spread = float(np.abs(images - images[:1]).max())
+            assert spread > 1e-3, f"Four different z gave the same image (largest difference {spread:.2g}): use z."
     _passed()
 
 
@@ -171,7 +187,35 @@ def test_model_opt(model_opt):
         for variable in network.non_trainable_variables:
             assert not np.array_equal(variable.numpy(), before[id(variable)]), \
                 f"Batch-norm statistic {variable.path} did not change: call the networks with training=True."
+    _check_adam_steps(model_opt)
     _passed()
+
+
+def _check_adam_steps(model_opt, steps=3, learning_rate=0.01, beta1=0.3):
+    """A few steps of model_opt move the weights as Adam with the given learning rate and beta1 does.
+
+    From the second step on, Adam's moves depend on beta1 (its momentum): a model_opt that ignores
+    it (Adam's default is 0.9) drifts away from the reference. In float32, to compare closely.
+    """
+    networks, reference = _tiny_networks(dtype="float32"), _tiny_networks(dtype="float32")
+    for network, copy in zip(networks, reference):
+        copy.set_weights(network.get_weights())
+    train_step = model_opt(*networks, learning_rate, beta1)[0]
+    optimizers = [keras.optimizers.Adam(learning_rate, beta_1=beta1) for _ in reference]
+    for step in range(steps):
+        real_images = tf.random.uniform((6, 8, 8, 1), -1, 1, seed=10 + step)
+        z = tf.random.normal((6, 5), seed=20 + step)
+        train_step(real_images, z)
+        with tf.GradientTape(persistent=True) as tape:
+            losses = _reference_losses(*reference, real_images, z)
+        for loss, network, optimizer in zip(losses, reference, optimizers):
+            optimizer.apply_gradients(zip(tape.gradient(loss, network.trainable_variables),
+                                          network.trainable_variables))
+    for network, copy in zip(networks, reference):
+        for variable, expected in zip(network.trainable_variables, copy.trainable_variables):
+            assert np.allclose(variable.numpy(), expected.numpy(), atol=0.02 * learning_rate), (
+                f"After {steps} steps, {variable.path} is not where Adam(learning_rate={learning_rate}, "
+                f"beta_1={beta1}) puts it: give each Adam the learning rate and beta1 that model_opt receives.")
 
 
 def test_train(train):
@@ -184,6 +228,11 @@ def test_train(train):
         assert generator.output_shape == (None, 28, 28, 1), f"The generator makes {generator.output_shape} images."
         assert np.shape(losses) == (4, 2) and np.isfinite(losses).all(), \
             f"2 epochs of 2 batches should give 4 finite (d_loss, g_loss) rows, got shape {np.shape(losses)}."
+        saved = tf.train.load_checkpoint(tf.train.latest_checkpoint(Path(tmp, "run", "checkpoints")))
+        counts = {name.split("/")[0]: int(saved.get_tensor(name)) for name in saved.get_variable_to_shape_map()
+                  if name.endswith("iterations/.ATTRIBUTES/VARIABLE_VALUE")}
+        assert counts == {"d_optimizer": 4, "g_optimizer": 4}, \
+            f"After 4 steps each optimizer should have taken 4; the checkpoint says {counts}."
         pictures = sorted(p.name for p in Path(tmp, "images").glob("*"))  # none if the folder was never made
         assert pictures == ["run_losses.png", "run_samples.png"], f"Saved pictures: {pictures}."
         # Running it again resumes from the finished checkpoint instead of starting over.

@@ -57,8 +57,16 @@ def run_check(name, function):
     getattr(tests, f"test_{name}")(function)
 
 
+@pytest.fixture(params=["float32", "mixed_float16"])
+def policy(request):
+    """Each check runs under both precision policies the notebook can choose: the networks are built under it."""
+    keras.config.set_dtype_policy(request.param)
+    yield request.param
+    keras.config.set_dtype_policy("float32")
+
+
 @pytest.mark.parametrize("name", ["model_inputs", "discriminator", "generator", "model_loss", "model_opt", "train"])
-def test_check_passes_on_the_notebook(notebook, inline_figures, capsys, name):
+def test_check_passes_on_the_notebook(notebook, inline_figures, capsys, policy, name):
     run_check(name, notebook[name])
     assert capsys.readouterr().out == "Tests Passed\n"
 
@@ -182,6 +190,17 @@ def generator_ignoring_z_dim(notebook, z_dim, image_shape):
     return notebook["generator"](100, image_shape)
 
 
+def generator_ignoring_z(notebook, z_dim, image_shape):
+    """Draws from a constant input: every z gives the same image."""
+    model = notebook["generator"](z_dim, image_shape)
+    return keras.Sequential([keras.Input((z_dim,)), layers.Lambda(lambda z: tf.zeros_like(z)), *model.layers])
+
+
+def generator_with_sigmoid(notebook, z_dim, image_shape):
+    """Images in [0, 1]: inside [-1, 1], but never as dark as the real images' -1."""
+    return with_last_layers(notebook["generator"](z_dim, image_shape), layers.Activation("sigmoid", dtype="float32"))
+
+
 # --- model_loss ------------------------------------------------------------------------------------
 
 
@@ -298,6 +317,14 @@ def model_opt_one_optimizer_object_for_both_networks(notebook, discriminator, ge
     return train_step, optimizer, optimizer
 
 
+def model_opt_ignoring_beta1(notebook, discriminator, generator, learning_rate, beta1):
+    """Adam with its default beta_1 (0.9), not the one given (0.5 in the DCGAN paper)."""
+    return with_globals(notebook["model_opt"], keras=types.SimpleNamespace(
+        optimizers=types.SimpleNamespace(Adam=lambda rate, beta_1: keras.optimizers.Adam(rate),
+                                         LossScaleOptimizer=keras.optimizers.LossScaleOptimizer)))(
+        discriminator, generator, learning_rate, beta1)
+
+
 def model_opt_in_inference_mode(notebook, discriminator, generator, learning_rate, beta1):
     """The notebook's model_opt, with a model_loss that calls the networks with training=False."""
     model_opt = with_globals(notebook["model_opt"],
@@ -310,10 +337,25 @@ def model_opt_in_inference_mode(notebook, discriminator, generator, learning_rat
 
 def train_without_resuming(notebook, **kwargs):
     """Saves checkpoints but never restores them, so running it again starts over."""
-    def fresh_manager(checkpoint, directory, max_to_keep=2):
-        return tf.train.CheckpointManager(checkpoint, directory, max_to_keep)
+    class NeverResuming(helper.TrainingRun):
+        def _restore(self, checkpoint):
+            pass
 
-    return with_globals(notebook["train"], helper=helper_with(checkpoint_manager=fresh_manager))(**kwargs)
+    return with_globals(notebook["train"], helper=helper_with(TrainingRun=NeverResuming))(**kwargs)
+
+
+def train_stepping_twice_per_batch(notebook, **kwargs):
+    """Each batch trains both networks twice, while train counts one step."""
+    def model_opt(*args):
+        train_step, d_optimizer, g_optimizer = notebook["model_opt"](*args)
+
+        def twice(images, z):
+            train_step.python_function(images, z)
+            return train_step.python_function(images, z)
+
+        return types.SimpleNamespace(python_function=twice), d_optimizer, g_optimizer
+
+    return with_globals(notebook["train"], model_opt=model_opt)(**kwargs)
 
 
 def train_without_saving_pictures(notebook, **kwargs):
@@ -356,6 +398,8 @@ BROKEN = [
     broken("generator", generator_always_in_colour, r"the output should be \(4, 28, 28, 1\), got \(4, 28, 28, 3\)"),
     broken("generator", generator_without_tanh, r"The images should lie in \[-1, 1\]"),
     broken("generator", generator_ignoring_z_dim, r"The input should be \(None, 7\)"),
+    broken("generator", generator_ignoring_z, "Four different z gave the same image"),
+    broken("generator", generator_with_sigmoid, r"should be able to reach both -1 and 1"),
     broken("model_loss", model_loss_labels_swapped, r"\(d_loss, g_loss\) differ from sigmoid cross-entropy"),
     broken("model_loss", model_loss_fakes_through_a_clone, r"\(d_loss, g_loss\) differ from sigmoid cross-entropy"),
     broken("model_loss", model_loss_fakes_through_a_copy_with_the_same_weights, "The gradient of d_loss .* is wrong"),
@@ -364,17 +408,19 @@ BROKEN = [
     broken("model_opt", model_opt_d_optimizer_on_all_variables, "of generator weights .* took one Adam step"),
     broken("model_opt", model_opt_one_optimizer_for_both_losses, "Each network needs its own optimizer"),
     broken("model_opt", model_opt_one_optimizer_object_for_both_networks, "Each network needs its own optimizer"),
+    broken("model_opt", model_opt_ignoring_beta1, r"is not where Adam\(learning_rate=0.01, beta_1=0.3\) puts it"),
     # Inference-mode batch norm also changes the gradients, so the step check fires before the
     # batch-norm one (in every seed tried); either is a catch.
     broken("model_opt", model_opt_in_inference_mode, "took one Adam step|Batch-norm statistic .* did not change"),
     broken("train", train_without_resuming, "should resume from its last checkpoint"),
+    broken("train", train_stepping_twice_per_batch, "each optimizer should have taken 4; the checkpoint says"),
     broken("train", train_without_saving_pictures, r"Saved pictures: \[\]"),
     broken("train", train_returning_losses_transposed, r"4 finite \(d_loss, g_loss\) rows, got shape \(2, 4\)"),
 ]
 
 
 @pytest.mark.parametrize("check, variant, message", BROKEN)
-def test_check_fails_on_broken_variant(notebook, inline_figures, capsys, check, variant, message):
+def test_check_fails_on_broken_variant(notebook, inline_figures, capsys, policy, check, variant, message):
     with pytest.raises(AssertionError, match=message):
         run_check(check, functools.partial(variant, notebook))
     assert "Tests Passed" not in capsys.readouterr().out

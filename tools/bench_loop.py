@@ -1,0 +1,98 @@
+"""How much of the bare training step's speed the notebook's `train` loop keeps (not a test).
+
+    python tools/bench_loop.py                      # the notebook here, at its MNIST and face sizes
+    python tools/bench_loop.py --notebook old.ipynb  # another version of it, e.g. from git, for a before/after
+
+For each stage, at the notebook's default image size, batch size and width, on random pixels (a
+step's speed depends only on their shape):
+- bare: the same compiled, distributed step as `train` runs, called in a plain loop that reads
+  nothing back until the end;
+- train: the notebook's whole `train`, timed for two step counts; the difference in time over
+  the difference in steps is its cost per step, without the set-up both share (building and
+  tracing, the last sample grid and checkpoint, the loss plot).
+It prints the images/s of each and the loop's share of the bare rate (target: at least 97 %).
+"""
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # helper.py and tools/ from the repository's top
+os.environ.setdefault("MPLBACKEND", "Agg")  # train's sample grids and plots, with no screen
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+import helper  # noqa: E402
+from tools.notebook import NOTEBOOK, notebook_definitions, notebook_parameters  # noqa: E402
+
+Z_DIM = 100
+
+
+def random_batches(shape, batch_size, steps, seed=0):
+    """`steps` batches of random pixels in [-1, 1], prepared once and held in memory."""
+    pixels = np.random.default_rng(seed).integers(0, 256, (steps * batch_size, *shape), np.uint8)
+    return helper.mnist_dataset(pixels, batch_size, seed).cache()
+
+
+def bare_rate(notebook, dataset, filters, steps):
+    """Images/s of the compiled step alone, in a loop that reads nothing back until the end."""
+    image_shape = dataset.element_spec.shape[1:]
+    discriminator = notebook["discriminator"](image_shape, filters)
+    generator = notebook["generator"](Z_DIM, image_shape, filters)
+    train_step = notebook["model_opt"](discriminator, generator, 2e-4, 0.5)[0]
+    noise = tf.random.Generator.from_seed(0)
+    strategy = tf.distribute.get_strategy()
+
+    @tf.function
+    def distributed_step(images):  # as train's, with one device
+        losses = strategy.run(lambda x: train_step.python_function(x, noise.normal([tf.shape(x)[0], Z_DIM])),
+                              args=(images,))
+        return tf.stack([strategy.reduce(tf.distribute.ReduceOp.SUM, loss, axis=None) for loss in losses])
+
+    batches = list(strategy.experimental_distribute_dataset(dataset))
+    for batch in batches[:2]:  # traces, then warms up
+        distributed_step(batch).numpy()
+    start = time.perf_counter()
+    for batch in batches[:steps]:
+        losses = distributed_step(batch)
+    losses.numpy()
+    return steps * dataset.element_spec.shape[0] / (time.perf_counter() - start)
+
+
+def train_seconds(notebook, dataset, filters, scratch):
+    """Wall-clock seconds of the notebook's whole `train` on `dataset`, one epoch, from scratch."""
+    run_dir = Path(tempfile.mkdtemp(dir=scratch))
+    start = time.perf_counter()
+    notebook["train"](dataset, "benchmark", 1, Z_DIM, 2e-4, 0.5, run_dir, run_dir / "images", sample_every=10**9,
+                      filters=filters)
+    return time.perf_counter() - start
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--notebook", type=Path, default=NOTEBOOK, help="the notebook to measure (default: this one)")
+    parser.add_argument("--repeats", type=int, default=3, help="measurements of each, the best kept (default 3)")
+    args = parser.parse_args(argv)
+    notebook, defaults = notebook_definitions(args.notebook), notebook_parameters(args.notebook)
+    face_size = defaults["celeba_image_size"]
+    stages = [("MNIST", (28, 28, 1), defaults["mnist_batch_size"], defaults["mnist_filters"], 40, 240),
+              ("faces", (face_size, face_size, 3), defaults["celeba_batch_size"], defaults["celeba_filters"], 4, 24)]
+    print(f"{args.notebook.name}: the training loop against the bare compiled step, best of {args.repeats}, "
+          f"on {os.cpu_count()} CPU cores{' and a GPU' if tf.config.list_logical_devices('GPU') else ''}:")
+    with tempfile.TemporaryDirectory() as scratch:
+        for name, shape, batch_size, filters, few, many in stages:
+            datasets = {steps: random_batches(shape, batch_size, steps) for steps in (few, many)}
+            bare = max(bare_rate(notebook, datasets[many], filters, many - few) for _ in range(args.repeats))
+            loop = max((many - few) * batch_size / (train_seconds(notebook, datasets[many], filters, scratch) -
+                                                    train_seconds(notebook, datasets[few], filters, scratch))
+                       for _ in range(args.repeats))
+            print(f"  {name} {'x'.join(map(str, shape))}, batches of {batch_size}, width {filters}: bare step "
+                  f"{bare:,.0f} images/s, train {loop:,.0f} images/s: {loop / bare:.1%} of the bare rate")
+
+
+if __name__ == "__main__":
+    main()
