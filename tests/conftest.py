@@ -5,7 +5,7 @@ import socket
 import pytest
 
 import helper
-from http_server import Mirror
+from support.http_server import Mirror
 
 
 @pytest.fixture

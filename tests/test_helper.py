@@ -1,4 +1,4 @@
-"""Tests for helper.py: downloads from local mirrors (tests/http_server.py) that serve the
+"""Tests for helper.py: downloads from local mirrors (tests/support/http_server.py) that serve the
 official archive formats and fail as real mirrors do, the offline fallbacks, extraction, the
 tf.data pipelines and image grids."""
 
