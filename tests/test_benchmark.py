@@ -14,6 +14,7 @@ import tensorflow as tf
 
 import helper
 from tools import bench_recipes
+from tools.notebook import NOTEBOOK
 from tools.baselines import RECIPE_Z_DIM, Baseline, dcgan_paper_baseline, tf_tutorial_baseline
 from tools.training_speed import forward_flops
 
@@ -130,7 +131,7 @@ def test_the_notebook_runs_from_scratch_with_the_budget_and_not_in_the_quick_pro
     monkeypatch.setattr("papermill.execute_notebook", execute_notebook)
     run = bench_recipes.notebook_mnist_run("data", 60, tmp_path)
     [(notebook, output, kwargs, quick_profile)] = calls
-    assert notebook == helper.NOTEBOOK and output == tmp_path / "notebook-60s" / "run.ipynb"
+    assert notebook == NOTEBOOK and output == tmp_path / "notebook-60s" / "run.ipynb"
     assert not quick_profile
     assert kwargs["cwd"] == helper.PROJECT_DIR
     assert kwargs["parameters"] == {

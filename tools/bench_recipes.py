@@ -23,6 +23,7 @@ import tensorflow as tf  # noqa: E402
 
 import helper  # noqa: E402
 from tools.baselines import BASELINES, RECIPE_Z_DIM  # noqa: E402
+from tools.notebook import NOTEBOOK, notebook_definitions, notebook_parameters  # noqa: E402
 from tools.training_speed import forward_flops, training_flops  # noqa: E402
 
 
@@ -70,7 +71,7 @@ def notebook_mnist_run(data_dir, budget, scratch):
     run_dir = Path(scratch, f"notebook-{budget:g}s")
     run_dir.mkdir(parents=True)
     papermill.execute_notebook(
-        helper.NOTEBOOK, run_dir / "run.ipynb", progress_bar=False, cwd=helper.PROJECT_DIR,
+        NOTEBOOK, run_dir / "run.ipynb", progress_bar=False, cwd=helper.PROJECT_DIR,
         parameters=dict(data_dir=str(Path(data_dir).resolve()), output_dir=str(run_dir), images_dir=str(run_dir),
                         celeba_epochs=0, mnist_time_budget=budget, mnist_epochs=1000),  # the budget stops it
     )
@@ -123,8 +124,8 @@ def benchmark_recipes(data_dir="data", budgets=(60, 150, 300), out=None, seed=0)
     the measurements to the JSON file `out` if given. Training alone takes the budgets' sum plus
     twice the longest, and each notebook run adds its set-up: over 20 minutes with the defaults.
     """
-    if "mnist_time_budget" not in helper.notebook_parameters():
-        raise ValueError(f"{helper.NOTEBOOK.name} has no mnist_time_budget parameter, which the benchmark needs to stop "
+    if "mnist_time_budget" not in notebook_parameters():
+        raise ValueError(f"{NOTEBOOK.name} has no mnist_time_budget parameter, which the benchmark needs to stop "
                          f"the notebook's MNIST training after each budget.")
     budgets = sorted(budgets)
     images, _, data_name = helper.load_mnist(data_dir)
@@ -142,7 +143,7 @@ def benchmark_recipes(data_dir="data", budgets=(60, 150, 300), out=None, seed=0)
         for budget in budgets:
             runs.append(notebook_mnist_run(data_dir, budget, scratch))
             print(_describe_run(runs[-1]))
-    notebook = helper.notebook_definitions()
+    notebook = notebook_definitions()
     filters = runs[-1]["filters"]  # the networks' width the notebook trained with
     flops = training_flops(notebook["discriminator"](images.shape[1:], filters),
                            notebook["generator"](RECIPE_Z_DIM, images.shape[1:], filters))

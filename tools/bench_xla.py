@@ -13,7 +13,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import tensorflow as tf  # noqa: E402
 
-import helper  # noqa: E402
+from tools.notebook import notebook_parameters  # noqa: E402
 from tools.training_speed import training_rate  # noqa: E402
 
 
@@ -25,7 +25,7 @@ def benchmark_xla(steps=20):
     """
     device = "GPU" if tf.config.list_logical_devices("GPU") else "CPU"
     print(f"The notebook's training step on this {device}, {steps} steps timed after 2 warm-up steps (images/s):")
-    defaults = helper.notebook_parameters()
+    defaults = notebook_parameters()
     face_size = defaults["celeba_image_size"]
     stages = [("MNIST", (28, 28, 1), defaults["mnist_batch_size"], defaults["mnist_filters"]),
               ("faces", (face_size, face_size, 3), defaults["celeba_batch_size"], defaults["celeba_filters"])]

@@ -7,7 +7,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-import helper
+from tools.notebook import notebook_definitions
 
 
 def forward_flops(model):
@@ -43,7 +43,7 @@ def training_rate(images, steps, jit_compile=False, filters=64):
 
     `filters` is the networks' width; `jit_compile=True` times the step compiled with XLA.
     """
-    notebook = helper.notebook_definitions()
+    notebook = notebook_definitions()
     discriminator = notebook["discriminator"](images.shape[1:], filters)
     generator = notebook["generator"](100, images.shape[1:], filters)  # the notebook's z_dim
     train_step = notebook["model_opt"](discriminator, generator, 2e-4, 0.5, jit_compile)[0]
