@@ -37,7 +37,7 @@ MNIST_MD5 = {
 }
 # Committed for machines with no network: 10,000 real training digits and the whole test set.
 MNIST_SAMPLE = PROJECT_DIR / "data" / "mnist_sample.npz"
-# Our own MNIST classifier (`train_mnist_classifier`), whose features measure generated digits.
+# Our own MNIST classifier (trained by tools/train_classifier.py), whose features measure generated digits.
 MNIST_CLASSIFIER = PROJECT_DIR / "data" / "mnist_classifier.keras"
 
 # CelebA's aligned-and-cropped images, as published (the course's mirror serves the same file).
@@ -553,18 +553,6 @@ def export_generator(generator, directory, **config):
     return directory
 
 
-def make_mnist_sample(source_dir, count=10_000, path=MNIST_SAMPLE):
-    """Write the committed offline copy: the first `count` official training digits and the whole test set."""
-    arrays = {
-        f"{split}_{kind}": _read_idx(_mnist_file(source_dir, f"{prefix}-{kind}-idx{ndim}-ubyte", mirrors=()))
-        for split, prefix in [("train", "train"), ("test", "t10k")]
-        for kind, ndim in [("images", 3), ("labels", 1)]
-    }
-    np.savez_compressed(path, **{key: array[:count] if key.startswith("train") else array
-                                 for key, array in arrays.items()})
-    return path
-
-
 def plot_losses(losses, title, path=None):
     """Plot the per-step (d_loss, g_loss) pairs, smoothed, and save the figure when `path` is given."""
     import matplotlib.pyplot as plt
@@ -740,55 +728,6 @@ def frechet_distance(features_a, features_b):
     return float(np.sum((mu_a - mu_b) ** 2) + np.trace(cov_a) + np.trace(cov_b) - 2 * cross)
 
 
-def mnist_classifier():
-    """A small CNN (90,000 weights) giving the ten digits' probabilities for 28x28x1 images in [-1, 1].
-
-    Its 128-unit "features" layer, the last before the output, is what `MnistQuality` compares
-    distributions with. Plain Keras layers only, so a saved one loads with `keras.saving.load_model`.
-    """
-    layers = keras.layers
-
-    def block(filters, padding):  # no bias: batch norm's shift takes its place
-        return [layers.Conv2D(filters, 3, padding=padding, use_bias=False), layers.BatchNormalization(),
-                layers.ReLU(), layers.MaxPooling2D()]
-
-    return keras.Sequential([
-        keras.Input((28, 28, 1)),
-        *block(32, "same"), *block(64, "same"), *block(64, "valid"),  # 28 -> 14 -> 7 -> 5 -> 2
-        layers.Flatten(),
-        layers.Dense(128, activation="relu", name="features"),
-        layers.Dropout(0.3),
-        layers.Dense(10, activation="softmax", name="probabilities"),
-    ], name="mnist_classifier")
-
-
-def train_mnist_classifier(data_dir="data", path=MNIST_CLASSIFIER, epochs=3, seed=0, mirrors=MNIST_MIRRORS):
-    """Train `mnist_classifier()` on the 60,000 official training digits, print its test accuracy, save it to `path`.
-
-    A few CPU minutes. The same seed gives the same weights: it turns on TensorFlow's op
-    determinism, for the rest of the process.
-    """
-    keras.utils.set_random_seed(seed)
-    tf.config.experimental.enable_op_determinism()  # else parallel sums vary from run to run
-    images, labels, name = load_mnist(data_dir, "train", mirrors)
-    if name != "MNIST":
-        raise DownloadError(f"Training the classifier needs all 60,000 MNIST training digits, not the {name}.")
-    batch_size = 128
-    model = mnist_classifier()
-    schedule = keras.optimizers.schedules.CosineDecay(2e-3, epochs * int(np.ceil(len(images) / batch_size)))
-    model.compile(keras.optimizers.Adam(schedule), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    model.fit(np.asarray(to_unit_range(images)), labels, batch_size=batch_size, epochs=epochs, verbose=2)
-    test_images, test_labels, _ = load_mnist(data_dir, "test", mirrors)
-    accuracy = model.evaluate(np.asarray(to_unit_range(test_images)), test_labels, verbose=0, return_dict=True)
-    # A fresh copy holds the weights without the optimizer's state, which would triple the file.
-    classifier = mnist_classifier()
-    classifier.set_weights(model.get_weights())
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    classifier.save(path)
-    print(f"Test accuracy: {accuracy['accuracy']:.2%} of the {len(test_images):,} MNIST test digits. Saved to {path}.")
-    return classifier
-
-
 def classifier_score(probabilities):
     """exp(E_x[KL(p(y|x) || p(y))]) of a classifier's softmax outputs ([N, classes]): the Inception score's formula.
 
@@ -850,14 +789,6 @@ def save_quality(path, quality, steps, train_seconds, batch_size, **facts):
     Path(path).write_text(json.dumps(record, indent=2))
 
 
-def mnist_floor(data_dir="data", count=10_000, mirrors=MNIST_MIRRORS):
-    """`MnistQuality` of real digits, the first `count` training ones: the best a generator can expect.
-
-    Their FD to the test digits is not 0, as two samples of the same digits differ.
-    """
-    return MnistQuality(data_dir, mirrors=mirrors)(load_mnist(data_dir, "train", mirrors)[0][:count])
-
-
 # --- Command line -------------------------------------------------------------------------
 
 
@@ -889,16 +820,6 @@ def main(argv=None):
     command.add_argument("--separate", action="store_true",
                          help="one PNG per image, at the generator's size, into the folder --out (default generated/)")
     command.set_defaults(run=_generate_command)
-
-    data_dir = dict(default="data", help="where MNIST is (in mnist/), or is downloaded to (default data)")
-    command = commands.add_parser(
-        "train-classifier", help=f"train the MNIST classifier, save it to {MNIST_CLASSIFIER.relative_to(PROJECT_DIR)}"
-    )
-    command.add_argument("--data-dir", **data_dir)
-    command.set_defaults(run=lambda args: train_mnist_classifier(args.data_dir))
-    command = commands.add_parser("mnist-floor", help="the quality measures of 10,000 real training digits")
-    command.add_argument("--data-dir", **data_dir)
-    command.set_defaults(run=lambda args: print(f"Real digits: {describe_quality(mnist_floor(args.data_dir))}"))
 
     args = parser.parse_args(argv)
     args.run(args)
