@@ -137,7 +137,7 @@ def download(urls, path, md5, decompress=False):
 # --- MNIST --------------------------------------------------------------------------------
 
 
-def _read_idx(content):
+def read_idx(content):
     """Parse an IDX file (MNIST's format): a magic number, the dimensions, then uint8 data."""
     ndim = content[3]
     shape = np.frombuffer(content, ">u4", count=ndim, offset=4)
@@ -166,7 +166,7 @@ def load_mnist(data_dir="data", split="train", mirrors=MNIST_MIRRORS):
     directory = Path(data_dir) / "mnist"
     try:
         images, labels = (
-            _read_idx(_mnist_file(directory, f"{prefix}-{kind}", mirrors))
+            read_idx(_mnist_file(directory, f"{prefix}-{kind}", mirrors))
             for kind in ("images-idx3-ubyte", "labels-idx1-ubyte")
         )
         name = "MNIST" if split == "train" else "MNIST test set"
