@@ -18,7 +18,6 @@ import urllib.parse
 import urllib.request
 import zipfile
 from pathlib import Path
-from typing import Callable, NamedTuple
 
 import keras
 import numpy as np
@@ -26,7 +25,6 @@ import tensorflow as tf
 from tqdm.auto import tqdm
 
 PROJECT_DIR = Path(__file__).resolve().parent
-NOTEBOOK = PROJECT_DIR / "dlnd_face_generation.ipynb"
 
 # Official MNIST mirrors, best first. LeCun's own page now answers 403, and it is plain HTTP,
 # which is safe only because every file is checked against its official MD5.
@@ -44,7 +42,7 @@ MNIST_MD5 = {
 }
 # Committed for machines with no network: 10,000 real training digits and the whole test set.
 MNIST_SAMPLE = PROJECT_DIR / "data" / "mnist_sample.npz"
-# Our own MNIST classifier (`train_mnist_classifier`), whose features measure generated digits.
+# Our own MNIST classifier (trained by tools/train_classifier.py), whose features measure generated digits.
 MNIST_CLASSIFIER = PROJECT_DIR / "data" / "mnist_classifier.keras"
 
 # CelebA's aligned-and-cropped images, best source first. The course's S3 mirror serves the
@@ -211,7 +209,7 @@ def download(urls, path, md5=None, decompress=False, check=None):
 # --- MNIST --------------------------------------------------------------------------------
 
 
-def _read_idx(content):
+def read_idx(content):
     """Parse an IDX file (MNIST's format): a magic number, the dimensions, then uint8 data."""
     ndim = content[3]
     shape = np.frombuffer(content, ">u4", count=ndim, offset=4)
@@ -240,7 +238,7 @@ def load_mnist(data_dir="data", split="train", mirrors=MNIST_MIRRORS):
     directory = Path(data_dir) / "mnist"
     try:
         images, labels = (
-            _read_idx(_mnist_file(directory, f"{prefix}-{kind}", mirrors))
+            read_idx(_mnist_file(directory, f"{prefix}-{kind}", mirrors))
             for kind in ("images-idx3-ubyte", "labels-idx1-ubyte")
         )
         name = "MNIST" if split == "train" else "MNIST test set"
@@ -832,425 +830,6 @@ def celeba_dataset(files, image_size, batch_size, seed=0, cache=None):
     return _batches(tf.data.Dataset.from_tensor_slices(rows), batch_size, seed, gather)
 
 
-# --- Is the pipeline fast enough? ---------------------------------------------------------
-
-# Published peak FLOP/s of what TensorFlow runs a float32 model on by default: FP32 on the T4
-# and the V100 (SXM2, as in AWS p3), TF32 tensor cores on the A100. NVIDIA publishes no A10G
-# (AWS g5) datasheet; its figure is the A10's FP32 peak, the same GA102 chip.
-GPU_PEAK_FLOPS = {"T4": 8.1e12, "V100": 15.7e12, "A10G": 31.2e12, "A100": 156e12}
-GPU_UTILISATION = 0.3  # assumed: small convolutions at batch 64 keep a GPU far from its peak
-
-
-def notebook_parameters(notebook=NOTEBOOK):
-    """The notebook's parameters and their default values, read from its `parameters` cell as papermill does."""
-    import ast
-
-    import papermill
-
-    parameters = papermill.inspect_notebook(notebook)
-    return {name: ast.literal_eval(parameter["default"]) for name, parameter in parameters.items()}
-
-
-def notebook_definitions(notebook=NOTEBOOK):
-    """The notebook's checked definitions (networks, losses, training step), as a namespace.
-
-    Runs the notebook's imports, then each code cell that ends with a check, without the check;
-    nothing else (no data, no training).
-    """
-    import ast
-    import linecache
-    import re
-
-    import nbformat
-
-    check = re.compile(r"^tests\.test_\w+\(.*\)[ \t]*$", re.MULTILINE)
-    cells = [cell.source for cell in nbformat.read(notebook, as_version=4).cells if cell.cell_type == "code"]
-    imports = [s for source in cells for s in ast.parse(source).body if isinstance(s, (ast.Import, ast.ImportFrom))]
-    namespace = {}
-    exec(compile(ast.Module(imports, type_ignores=[]), "<notebook imports>", "exec"), namespace)
-    for number, source in enumerate(cells):
-        if check.search(source):
-            source, filename = check.sub("", source), f"<{Path(notebook).name} code cell {number}>"
-            # In linecache, as IPython does, so that tf.function's autograph can read the source.
-            linecache.cache[filename] = (len(source), None, source.splitlines(keepends=True), filename)
-            exec(compile(source, filename, "exec"), namespace)
-    return namespace
-
-
-def forward_flops(model):
-    """FLOPs (2 per multiply-add) of one input through a model's convolutions and dense layers.
-
-    Counted from the layers' shapes. Batch norm and activations, a few FLOPs per value, are left
-    out: well under 1% here.
-    """
-    flops = 0
-    for layer in model.layers:
-        if isinstance(layer, (keras.layers.Conv2D, keras.layers.Conv2DTranspose, keras.layers.Dense)):
-            # Each weight is used once per output position; per input position when transposed.
-            transposed = isinstance(layer, keras.layers.Conv2DTranspose)
-            positions = np.prod((layer.input if transposed else layer.output).shape[1:-1])
-            flops += 2 * int(positions) * int(np.prod(layer.kernel.shape))
-    return flops
-
-
-def training_flops(discriminator, generator):
-    """FLOPs of the notebook's training step per real image: 3 G + 7 D, G and D being forward passes.
-
-    Forward: G once, D on the real and the fake batch (2 D). A backward pass costs about twice
-    its forward pass (gradients of the inputs and of the weights): D on both batches for the
-    discriminator's loss (4 D), then G for the generator's loss (2 G), whose gradient reaches G
-    back through D on the fakes, for D's inputs only (1 D).
-    """
-    g, d = forward_flops(generator), forward_flops(discriminator)
-    return 3 * g + 7 * d
-
-
-def _steady_rate(dataset, seconds):
-    """Images/s drawn from `dataset`, repeated, over `seconds` after a warm-up epoch."""
-    batches = iter(dataset.repeat())
-    for _ in range(int(dataset.cardinality())):  # fills the buffers and pages the cache in
-        next(batches)
-    images, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        images += len(next(batches))
-    return images / (time.perf_counter() - start)
-
-
-def _training_rate(images, steps, jit_compile=False, filters=64):
-    """Images/s of the notebook's own training step on this machine, on batches like `images`; and its FLOPs/image.
-
-    `filters` is the networks' width; `jit_compile=True` times the step compiled with XLA.
-    """
-    notebook = notebook_definitions()
-    discriminator = notebook["discriminator"](images.shape[1:], filters)
-    generator = notebook["generator"](100, images.shape[1:], filters)  # the notebook's z_dim
-    train_step = notebook["model_opt"](discriminator, generator, 2e-4, 0.5, jit_compile)[0]
-    z = tf.random.normal([len(images), 100])
-    for _ in range(2):  # traces and compiles the step, then warms it up
-        float(train_step(images, z)[0])
-    start = time.perf_counter()
-    for _ in range(steps):
-        float(train_step(images, z)[0])  # waits for the step to finish, as the notebook's loop does
-    return steps * len(images) / (time.perf_counter() - start), training_flops(discriminator, generator)
-
-
-def benchmark_xla(steps=20):
-    """Print how fast the notebook's training step runs here with and without XLA, on digits and on faces.
-
-    At the notebook's default sizes, batch sizes and widths for each. Random pixels stand in for
-    the images: a step's speed depends only on their shape.
-    """
-    device = "GPU" if tf.config.list_logical_devices("GPU") else "CPU"
-    print(f"The notebook's training step on this {device}, {steps} steps timed after 2 warm-up steps (images/s):")
-    defaults = notebook_parameters()
-    face_size = defaults["celeba_image_size"]
-    stages = [("MNIST", (28, 28, 1), defaults["mnist_batch_size"], defaults["mnist_filters"]),
-              ("faces", (face_size, face_size, 3), defaults["celeba_batch_size"], defaults["celeba_filters"])]
-    speedups = {}
-    for name, shape, batch_size, filters in stages:
-        images = tf.random.uniform([batch_size, *shape], -1, 1, seed=0)
-        plain, xla = (_training_rate(images, steps, jit_compile, filters)[0] for jit_compile in (False, True))
-        speedups[name] = xla / plain
-        print(f"  {name} {'x'.join(map(str, shape))}, batches of {batch_size}, width {filters}: "
-              f"{plain:,.0f} without XLA, {xla:,.0f} with XLA")
-    verdicts = [f"{max(speedup, 1 / speedup):.2f}x {'faster' if speedup > 1 else 'slower'} on {name}"
-                for name, speedup in speedups.items()]
-    print(f"With XLA the step is {' and '.join(verdicts)}. The notebook keeps XLA off by default on the CPU, and "
-          f"turns it on for a single GPU with Tensor Cores.")
-
-
-def benchmark_pipeline(count=10_000, size=64, batch_size=64, data_dir="data", seconds=5, steps=5):
-    """Print how fast the CelebA pipeline runs here, on `count` stand-in faces, next to a training step.
-
-    The one-time preprocessing into a fresh cache, the steady-state rate of the batches streamed
-    from it, what one step of the notebook's DCGAN consumes on this machine, and estimated GPU
-    rates from the step's FLOPs. The stand-in faces are made once in `<data_dir>/standin/`.
-    """
-    files = _jpegs(standin_faces(Path(data_dir) / "standin", count))
-    print(f"{count:,} {STANDIN_NAME} at {size}x{size}, batches of {batch_size}, on {os.cpu_count()} CPU cores:")
-    with tempfile.TemporaryDirectory() as scratch:
-        cache, start = Path(scratch, "faces.npy"), time.perf_counter()
-        face_cache(files, size, cache)
-        preprocessing = count / (time.perf_counter() - start)
-        dataset = celeba_dataset(files, size, batch_size, cache=cache)
-        steady = _steady_rate(dataset, seconds)
-        training, flops = _training_rate(next(iter(dataset)), steps)
-    print(f"  one-time preprocessing (decode, crop, resize, write the cache): {preprocessing:,.0f} images/s")
-    print(f"  pipeline, steady state (shuffled batches from the cache, after a warm-up epoch): {steady:,.0f} images/s")
-    device = "GPU" if tf.config.list_logical_devices("GPU") else "CPU"
-    print(f"  training, the notebook's DCGAN on this {device} ({steps} steps timed after 2 warm-up steps): "
-          f"{training:,.0f} images/s")
-    print(f"  pipeline / training: {steady / training:,.0f}x (target: at least 20x)")
-    print(f"Training FLOPs per image, counted from the layers' shapes: {flops / 1e9:.2f} GFLOP. Estimates, not "
-          f"measurements, at {GPU_UTILISATION:.0%} of each GPU's peak, for a CelebA epoch ({CELEBA_COUNT:,} images):")
-    for gpu, peak in GPU_PEAK_FLOPS.items():
-        rate = peak * GPU_UTILISATION / flops
-        print(f"  {gpu:>5}: {rate:7,.0f} images/s, {CELEBA_COUNT / rate:4.0f} s per epoch; "
-              f"the pipeline measured here delivers {steady / rate:.1f}x that")
-
-
-# --- How good is the notebook's MNIST recipe? ---------------------------------------------
-
-RECIPE_Z_DIM = 100  # all three recipes draw z from 100 normal(0, 1) values
-
-
-class Baseline(NamedTuple):
-    """A published DCGAN recipe, ready to train from scratch on 28x28 digits."""
-
-    generator: keras.Model
-    discriminator: keras.Model
-    train_step: Callable  # compiled: (real images, z) -> (d_loss, g_loss)
-    batch_size: int
-    flops: int  # per real image, counted as `training_flops` counts the notebook's
-
-
-def _cross_entropy(logits, label):
-    """Sigmoid cross-entropy of logits against one label for all of them: 1 real, 0 fake."""
-    return keras.losses.BinaryCrossentropy(from_logits=True)(keras.ops.full_like(logits, label), logits)
-
-
-def tf_tutorial_baseline():
-    """The DCGAN of TensorFlow's tutorial (tensorflow.org/tutorials/generative/dcgan), in Keras 3.
-
-    Batch 256, Adam 1e-4 for both networks, Keras' default initializers and batch norm, and
-    LeakyReLU's slope 0.3 (tf.keras' default then, Keras 3's now). Like the notebook's, its step
-    updates both networks from one forward pass: 3 G + 7 D FLOPs. Tracing it, TensorFlow's graph
-    optimizer logs a "remapper failed" error over a convolution's bias before a LeakyReLU (the
-    notebook's networks have no such biases); the step runs all the same.
-    """
-    layers = keras.layers
-    generator = keras.Sequential([
-        keras.Input((RECIPE_Z_DIM,)),
-        layers.Dense(7 * 7 * 256, use_bias=False), layers.BatchNormalization(), layers.LeakyReLU(0.3),
-        layers.Reshape((7, 7, 256)),
-        layers.Conv2DTranspose(128, 5, 1, "same", use_bias=False), layers.BatchNormalization(), layers.LeakyReLU(0.3),
-        layers.Conv2DTranspose(64, 5, 2, "same", use_bias=False), layers.BatchNormalization(), layers.LeakyReLU(0.3),
-        layers.Conv2DTranspose(1, 5, 2, "same", use_bias=False, activation="tanh"),
-    ], name="tf_tutorial_generator")
-    discriminator = keras.Sequential([
-        keras.Input((28, 28, 1)),
-        layers.Conv2D(64, 5, 2, "same"), layers.LeakyReLU(0.3), layers.Dropout(0.3),
-        layers.Conv2D(128, 5, 2, "same"), layers.LeakyReLU(0.3), layers.Dropout(0.3),
-        layers.Flatten(), layers.Dense(1),
-    ], name="tf_tutorial_discriminator")
-    g_optimizer, d_optimizer = keras.optimizers.Adam(1e-4), keras.optimizers.Adam(1e-4)
-
-    @tf.function
-    def train_step(real_images, z):
-        with tf.GradientTape() as g_tape, tf.GradientTape() as d_tape:
-            fake_images = generator(z, training=True)
-            real_logits = discriminator(real_images, training=True)
-            fake_logits = discriminator(fake_images, training=True)
-            g_loss = _cross_entropy(fake_logits, 1)
-            d_loss = _cross_entropy(real_logits, 1) + _cross_entropy(fake_logits, 0)
-        g_gradients = g_tape.gradient(g_loss, generator.trainable_variables)
-        d_gradients = d_tape.gradient(d_loss, discriminator.trainable_variables)
-        g_optimizer.apply(g_gradients, generator.trainable_variables)
-        d_optimizer.apply(d_gradients, discriminator.trainable_variables)
-        return d_loss, g_loss
-
-    return Baseline(generator, discriminator, train_step, 256, training_flops(discriminator, generator))
-
-
-def dcgan_paper_baseline():
-    """The DCGAN paper's recipe as PyTorch's DCGAN tutorial trains it, made for 28x28 digits.
-
-    Batch 128; Adam 2e-4, beta1 0.5 (and PyTorch's epsilon) for both networks; weights from
-    normal(0, 0.02), batch norm's scales from normal(1, 0.02), no biases; PyTorch's batch norm
-    (its momentum 0.1 is Keras' 0.9). Each step updates D on the real batch and on the fake one,
-    then G through a new pass of the updated D: one D forward pass more than the notebook's
-    step, 3 G + 8 D FLOPs.
-    """
-    layers = keras.layers
-    weights = keras.initializers.RandomNormal(stddev=0.02)
-
-    def batch_norm():
-        return layers.BatchNormalization(momentum=0.9, epsilon=1e-5,
-                                         gamma_initializer=keras.initializers.RandomNormal(1.0, 0.02))
-
-    convolution = dict(use_bias=False, kernel_initializer=weights)
-    generator = keras.Sequential([
-        keras.Input((RECIPE_Z_DIM,)),
-        layers.Reshape((1, 1, RECIPE_Z_DIM)),
-        layers.Conv2DTranspose(256, 7, **convolution), batch_norm(), layers.ReLU(),  # 1x1 -> 7x7
-        layers.Conv2DTranspose(128, 4, 2, "same", **convolution), batch_norm(), layers.ReLU(),  # 14x14
-        layers.Conv2DTranspose(1, 4, 2, "same", activation="tanh", **convolution),  # 28x28
-    ], name="dcgan_paper_generator")
-    discriminator = keras.Sequential([
-        keras.Input((28, 28, 1)),
-        layers.Conv2D(64, 4, 2, "same", **convolution), layers.LeakyReLU(0.2),  # 14x14
-        layers.Conv2D(128, 4, 2, "same", **convolution), batch_norm(), layers.LeakyReLU(0.2),  # 7x7
-        layers.Conv2D(1, 7, **convolution),  # 1x1: the logit
-        layers.Flatten(),
-    ], name="dcgan_paper_discriminator")
-    g_optimizer, d_optimizer = (keras.optimizers.Adam(2e-4, beta_1=0.5, epsilon=1e-8) for _ in range(2))
-
-    @tf.function
-    def train_step(real_images, z):
-        with tf.GradientTape() as g_tape:
-            fake_images = generator(z, training=True)
-            with tf.GradientTape() as d_tape:  # each batch through D on its own, with its own batch statistics
-                d_loss = _cross_entropy(discriminator(real_images, training=True), 1) + \
-                    _cross_entropy(discriminator(fake_images, training=True), 0)
-            d_optimizer.apply(d_tape.gradient(d_loss, discriminator.trainable_variables),
-                              discriminator.trainable_variables)
-            # Gradients do not flow through the update, so G's reach it through this new pass alone.
-            g_loss = _cross_entropy(discriminator(fake_images, training=True), 1)
-        g_optimizer.apply(g_tape.gradient(g_loss, generator.trainable_variables), generator.trainable_variables)
-        return d_loss, g_loss
-
-    flops = training_flops(discriminator, generator) + forward_flops(discriminator)
-    return Baseline(generator, discriminator, train_step, 128, flops)
-
-
-BASELINES = {"TF tutorial": tf_tutorial_baseline, "DCGAN paper (PyTorch tutorial)": dcgan_paper_baseline}
-
-
-def _describe_run(run):
-    """One progress line for a measured budget."""
-    steps = f"{run['steps']:,} step{'s' * (run['steps'] != 1)}"
-    return f"  {run['budget']:g} s: {steps} in {run['train_seconds']:.0f} s; {describe_quality(run)}"
-
-
-def train_to_budgets(baseline, images, budgets, quality, samples=10_000, seed=0):
-    """Train a `Baseline` from scratch on `images` (uint8 digits), measuring it at each budget; one dict per budget.
-
-    The clock counts wall-clock seconds of training, tracing included. At each budget it stops
-    while `quality` (a `MnistQuality`) measures `samples` generated digits, z from
-    `noise(samples, 100, seed)`, then training goes on. Each dict holds the budget, the quality's
-    measures, and the steps, seconds and images/s of training so far.
-    """
-    batches = iter(mnist_dataset(images, baseline.batch_size, seed).repeat())
-    random = tf.random.Generator.from_seed(seed)
-    measured_z = noise(samples, RECIPE_Z_DIM, seed)
-    runs, steps, seconds = [], 0, 0.0
-    for budget in sorted(budgets):
-        start = time.perf_counter()
-        while seconds + time.perf_counter() - start < budget:
-            d_loss, _ = baseline.train_step(next(batches), random.normal([baseline.batch_size, RECIPE_Z_DIM]))
-            float(d_loss)  # waits for the step, as the notebook's loop does, so the clock counts whole steps
-            steps += 1
-        seconds += time.perf_counter() - start
-        measures = quality(baseline.generator.predict(measured_z, batch_size=500, verbose=0))
-        runs.append({"budget": budget, **measures, "steps": steps, "train_seconds": seconds,
-                     "images_per_second": steps * baseline.batch_size / seconds})
-        print(_describe_run(runs[-1]))
-    return runs
-
-
-def notebook_mnist_run(data_dir, budget, scratch):
-    """The notebook's MNIST stage trained for `budget` seconds from scratch, run by papermill in `scratch`.
-
-    As users run it, not in the tests' quick profile, with CelebA off. Returns the notebook's
-    `mnist/quality.json` and the budget.
-    """
-    import papermill
-
-    os.environ.pop("DLND_QUICK_TEST", None)  # the quick profile would replace the parameters with toy sizes
-    run_dir = Path(scratch, f"notebook-{budget:g}s")
-    run_dir.mkdir(parents=True)
-    papermill.execute_notebook(
-        NOTEBOOK, run_dir / "run.ipynb", progress_bar=False, cwd=PROJECT_DIR,
-        parameters=dict(data_dir=str(Path(data_dir).resolve()), output_dir=str(run_dir), images_dir=str(run_dir),
-                        celeba_epochs=0, mnist_time_budget=budget, mnist_epochs=1000),  # the budget stops it
-    )
-    return {"budget": budget, **json.loads((run_dir / "mnist" / "quality.json").read_text())}
-
-
-def conv_peak_flops(batch_size=256, repeats=3):
-    """This machine's convolution peak, in FLOP/s: the best of a few large Conv2D forward passes.
-
-    Each shape is timed `repeats` times after a warm-up call that traces it.
-    """
-    best = 0.0
-    for size, kernel in [(28, 3), (28, 5), (14, 5)]:
-        model = keras.Sequential([keras.Input((size, size, 64)), keras.layers.Conv2D(128, kernel, padding="same",
-                                                                                     use_bias=False)])
-        run = tf.function(lambda x: tf.reduce_sum(model(x)))  # one number back: no copy of the output in the time
-        images = tf.random.normal([batch_size, size, size, 64])
-        float(run(images))
-        for _ in range(repeats):
-            start = time.perf_counter()
-            float(run(images))
-            best = max(best, batch_size * forward_flops(model) / (time.perf_counter() - start))
-    return best
-
-
-def _recipes_table(recipes, budgets, peak):
-    """The Markdown table of the recipes' speeds and qualities."""
-    header = ["recipe", "batch", "MFLOP/image", "images/s", "GFLOP/s (% of conv peak)",
-              *(f"FD at {budget:g} s" for budget in budgets), f"score at {budgets[-1]:g} s"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for name, recipe in recipes.items():
-        runs = recipe["runs"]
-        rate = runs[-1]["images_per_second"]  # over the longest run
-        achieved = rate * recipe["flops"]
-        cells = [name, str(recipe["batch_size"]), f"{recipe['flops'] / 1e6:.0f}", f"{rate:,.0f}",
-                 f"{achieved / 1e9:.1f} ({achieved / peak:.0%})", *(f"{run['fd']:.2f}" for run in runs),
-                 f"{runs[-1]['score']:.2f}"]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def benchmark_recipes(data_dir="data", budgets=(60, 150, 300), out=None, seed=0):
-    """Train the notebook's MNIST recipe and two published DCGAN recipes side by side; print how good and how fast.
-
-    Each recipe trains from scratch on all of MNIST and is measured (`MnistQuality`, 10,000
-    digits) after each budget of wall-clock training seconds: the notebook once per budget,
-    through papermill; the baselines (`BASELINES`) once, pausing at each budget. Prints a Markdown
-    table, the real digits' FD (the floor), whether the notebook meets its targets (FD at most 3x
-    the floor, and at least 4x lower than the better baseline's, at every budget), and writes
-    the measurements to the JSON file `out` if given. Training alone takes the budgets' sum plus
-    twice the longest, and each notebook run adds its set-up: over 20 minutes with the defaults.
-    """
-    if "mnist_time_budget" not in notebook_parameters():
-        raise ValueError(f"{NOTEBOOK.name} has no mnist_time_budget parameter, which the benchmark needs to stop "
-                         f"the notebook's MNIST training after each budget.")
-    budgets = sorted(budgets)
-    images, _, data_name = load_mnist(data_dir)
-    if data_name != "MNIST":
-        raise DownloadError(f"The benchmark needs all 60,000 MNIST training digits, not the {data_name}.")
-    quality = MnistQuality(data_dir)
-    floor = quality(images[:10_000])["fd"]
-    peak = conv_peak_flops()
-    print(f"Real digits (the first 10,000 training ones): FD {floor:.2f}. "
-          f"Convolution peak of this machine: {peak / 1e9:.0f} GFLOP/s.")
-
-    print("notebook, through papermill, from scratch for each budget:")
-    with tempfile.TemporaryDirectory() as scratch:
-        runs = []
-        for budget in budgets:
-            runs.append(notebook_mnist_run(data_dir, budget, scratch))
-            print(_describe_run(runs[-1]))
-    notebook = notebook_definitions()
-    filters = runs[-1]["filters"]  # the networks' width the notebook trained with
-    flops = training_flops(notebook["discriminator"](images.shape[1:], filters),
-                           notebook["generator"](RECIPE_Z_DIM, images.shape[1:], filters))
-    recipes = {"notebook": {"batch_size": runs[-1]["batch_size"], "flops": flops, "runs": runs}}
-    for name, make_baseline in BASELINES.items():
-        print(f"{name}, from scratch, measured at each budget:")
-        keras.utils.set_random_seed(seed)
-        baseline = make_baseline()
-        recipes[name] = {"batch_size": baseline.batch_size, "flops": baseline.flops,
-                         "runs": train_to_budgets(baseline, images, budgets, quality, seed=seed)}
-
-    print(f"\n{_recipes_table(recipes, budgets, peak)}\n")
-    print(f"Real digits: FD {floor:.2f} (the floor). Targets, at {' / '.join(f'{b:g}' for b in budgets)} s:")
-    notebook_fds = [run["fd"] for run in recipes["notebook"]["runs"]]
-    best_baseline_fds = [min(recipes[name]["runs"][i]["fd"] for name in BASELINES) for i in range(len(budgets))]
-    targets = {
-        f"notebook FD at most 3x the floor ({3 * floor:.2f})": [fd <= 3 * floor for fd in notebook_fds],
-        "notebook FD at least 4x lower than the better baseline's": [
-            4 * fd <= best for fd, best in zip(notebook_fds, best_baseline_fds)],
-    }
-    for target, met in targets.items():
-        print(f"- {target}: {' / '.join('yes' if m else 'no' for m in met)}: {'met' if all(met) else 'NOT met'}")
-    if out:
-        measurements = {"floor_fd": floor, "conv_peak_flops": peak, "recipes": recipes}
-        Path(out).write_text(json.dumps(measurements, indent=1, default=lambda array: array.tolist()) + "\n")
-        print(f"Measurements written to {out}.")
-
-
 # --- Pictures and results -----------------------------------------------------------------
 
 
@@ -1319,18 +898,6 @@ def export_generator(generator, directory, **config):
     plain.save(directory / "generator.keras")
     (directory / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     return directory
-
-
-def make_mnist_sample(source_dir, count=10_000, path=MNIST_SAMPLE):
-    """Write the committed offline copy: the first `count` official training digits and the whole test set."""
-    arrays = {
-        f"{split}_{kind}": _read_idx(_mnist_file(source_dir, f"{prefix}-{kind}-idx{ndim}-ubyte", mirrors=()))
-        for split, prefix in [("train", "train"), ("test", "t10k")]
-        for kind, ndim in [("images", 3), ("labels", 1)]
-    }
-    np.savez_compressed(path, **{key: array[:count] if key.startswith("train") else array
-                                 for key, array in arrays.items()})
-    return path
 
 
 def plot_losses(losses, title, path=None):
@@ -1680,55 +1247,6 @@ def frechet_distance(features_a, features_b):
     return float(np.sum((mu_a - mu_b) ** 2) + np.trace(cov_a) + np.trace(cov_b) - 2 * cross)
 
 
-def mnist_classifier():
-    """A small CNN (90,000 weights) giving the ten digits' probabilities for 28x28x1 images in [-1, 1].
-
-    Its 128-unit "features" layer, the last before the output, is what `MnistQuality` compares
-    distributions with. Plain Keras layers only, so a saved one loads with `keras.saving.load_model`.
-    """
-    layers = keras.layers
-
-    def block(filters, padding):  # no bias: batch norm's shift takes its place
-        return [layers.Conv2D(filters, 3, padding=padding, use_bias=False), layers.BatchNormalization(),
-                layers.ReLU(), layers.MaxPooling2D()]
-
-    return keras.Sequential([
-        keras.Input((28, 28, 1)),
-        *block(32, "same"), *block(64, "same"), *block(64, "valid"),  # 28 -> 14 -> 7 -> 5 -> 2
-        layers.Flatten(),
-        layers.Dense(128, activation="relu", name="features"),
-        layers.Dropout(0.3),
-        layers.Dense(10, activation="softmax", name="probabilities"),
-    ], name="mnist_classifier")
-
-
-def train_mnist_classifier(data_dir="data", path=MNIST_CLASSIFIER, epochs=3, seed=0, mirrors=MNIST_MIRRORS):
-    """Train `mnist_classifier()` on the 60,000 official training digits, print its test accuracy, save it to `path`.
-
-    A few CPU minutes. The same seed gives the same weights: it turns on TensorFlow's op
-    determinism, for the rest of the process.
-    """
-    keras.utils.set_random_seed(seed)
-    tf.config.experimental.enable_op_determinism()  # else parallel sums vary from run to run
-    images, labels, name = load_mnist(data_dir, "train", mirrors)
-    if name != "MNIST":
-        raise DownloadError(f"Training the classifier needs all 60,000 MNIST training digits, not the {name}.")
-    batch_size = 128
-    model = mnist_classifier()
-    schedule = keras.optimizers.schedules.CosineDecay(2e-3, epochs * int(np.ceil(len(images) / batch_size)))
-    model.compile(keras.optimizers.Adam(schedule), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    model.fit(np.asarray(to_unit_range(images)), labels, batch_size=batch_size, epochs=epochs, verbose=2)
-    test_images, test_labels, _ = load_mnist(data_dir, "test", mirrors)
-    accuracy = model.evaluate(np.asarray(to_unit_range(test_images)), test_labels, verbose=0, return_dict=True)
-    # A fresh copy holds the weights without the optimizer's state, which would triple the file.
-    classifier = mnist_classifier()
-    classifier.set_weights(model.get_weights())
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    classifier.save(path)
-    print(f"Test accuracy: {accuracy['accuracy']:.2%} of the {len(test_images):,} MNIST test digits. Saved to {path}.")
-    return classifier
-
-
 def classifier_score(probabilities):
     """exp(E_x[KL(p(y|x) || p(y))]) of a classifier's softmax outputs ([N, classes]): the Inception score's formula.
 
@@ -1791,14 +1309,6 @@ def save_quality(path, quality, steps, train_seconds, batch_size, **facts):
     Path(path).write_text(json.dumps(record, indent=2))
 
 
-def mnist_floor(data_dir="data", count=10_000, mirrors=MNIST_MIRRORS):
-    """`MnistQuality` of real digits, the first `count` training ones: the best a generator can expect.
-
-    Their FD to the test digits is not 0, as two samples of the same digits differ.
-    """
-    return MnistQuality(data_dir, mirrors=mirrors)(load_mnist(data_dir, "train", mirrors)[0][:count])
-
-
 # --- Command line -------------------------------------------------------------------------
 
 
@@ -1830,37 +1340,6 @@ def main(argv=None):
     command.add_argument("--separate", action="store_true",
                          help="one PNG per image, at the generator's size, into the folder --out (default generated/)")
     command.set_defaults(run=_generate_command)
-
-    data_dir = dict(default="data", help="where MNIST is (in mnist/), or is downloaded to (default data)")
-    command = commands.add_parser(
-        "train-classifier", help=f"train the MNIST classifier, save it to {MNIST_CLASSIFIER.relative_to(PROJECT_DIR)}"
-    )
-    command.add_argument("--data-dir", **data_dir)
-    command.set_defaults(run=lambda args: train_mnist_classifier(args.data_dir))
-    command = commands.add_parser("mnist-floor", help="the quality measures of 10,000 real training digits")
-    command.add_argument("--data-dir", **data_dir)
-    command.set_defaults(run=lambda args: print(f"Real digits: {describe_quality(mnist_floor(args.data_dir))}"))
-
-    command = commands.add_parser("benchmark-pipeline", help="how fast the CelebA input pipeline is, on stand-in "
-                                  "faces, next to what a training step consumes (not a test)")
-    command.add_argument("--count", type=int, default=10_000,
-                         help="stand-in faces, made once in <data-dir>/standin/ (default 10,000)")
-    command.add_argument("--size", type=int, default=64, help="the training size (default 64)")
-    command.add_argument("--batch-size", type=int, default=64, help="the batch size (default 64)")
-    command.add_argument("--data-dir", default="data", help="where the stand-in faces are made (default data)")
-    command.set_defaults(run=lambda args: benchmark_pipeline(args.count, args.size, args.batch_size, args.data_dir))
-    command = commands.add_parser("benchmark-xla", help="how fast the notebook's training step runs with and without "
-                                  "XLA, for digits and faces at the notebook's defaults (not a test)")
-    command.set_defaults(run=lambda args: benchmark_xla())
-
-    command = commands.add_parser("benchmark-recipes", help="train the notebook's MNIST recipe and two published "
-                                  "DCGAN recipes side by side, and compare how good and how fast they are (not a test; over 20 minutes with the "
-                                  "default budgets)")
-    command.add_argument("--data-dir", **data_dir)
-    command.add_argument("--budgets", type=float, nargs="+", default=[60, 150, 300],
-                         help="seconds of training after which each recipe is measured (default 60 150 300)")
-    command.add_argument("--out", help="also write the measurements to this JSON file")
-    command.set_defaults(run=lambda args: benchmark_recipes(args.data_dir, args.budgets, args.out))
 
     args = parser.parse_args(argv)
     args.run(args)

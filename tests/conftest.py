@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import helper
-from http_server import Mirror
+from support.http_server import Mirror
 
 MNIST_FILES = {  # each official MNIST file, and the committed sample's array it is written from
     "train-images-idx3-ubyte": "train_images",

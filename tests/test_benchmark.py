@@ -1,9 +1,11 @@
-"""Tests for the recipes benchmark (`python helper.py benchmark-recipes`): the two published
+"""Tests for the recipes benchmark (`python tools/bench_recipes.py`): the two published
 baselines it trains, the loop that trains them to time budgets, how it runs the notebook, and
 its table. They run on the committed offline MNIST sample, with tiny budgets."""
 
 import json
+import os
 import time
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -11,8 +13,12 @@ import pytest
 import tensorflow as tf
 
 import helper
+from tools import bench_recipes
+from tools.notebook import NOTEBOOK
+from tools.baselines import RECIPE_Z_DIM, Baseline, dcgan_paper_baseline, tf_tutorial_baseline
+from tools.training_speed import forward_flops
 
-BASELINES = [helper.tf_tutorial_baseline, helper.dcgan_paper_baseline]
+BASELINES = [tf_tutorial_baseline, dcgan_paper_baseline]
 
 
 @pytest.fixture(scope="module")
@@ -30,10 +36,10 @@ def weights(model):
 
 
 @pytest.mark.parametrize("make_baseline, generator_params, discriminator_params", [
-    (helper.tf_tutorial_baseline, 2_330_944, 212_865),  # the tutorial's model summaries
+    (tf_tutorial_baseline, 2_330_944, 212_865),  # the tutorial's model summaries
     # G: 7*7*100*256 + 4*256 (batch norm's 4 per channel) + 4*4*256*128 + 4*128 + 4*4*128*1, no biases;
     # D: 4*4*1*64 + 4*4*64*128 + 4*128 + 7*7*128*1
-    (helper.dcgan_paper_baseline, 1_782_272, 138_880),
+    (dcgan_paper_baseline, 1_782_272, 138_880),
 ], ids=["TF tutorial", "DCGAN paper"])
 def test_baseline_networks_have_the_published_sizes(make_baseline, generator_params, discriminator_params):
     baseline = make_baseline()
@@ -44,7 +50,7 @@ def test_baseline_networks_have_the_published_sizes(make_baseline, generator_par
 @pytest.mark.parametrize("make_baseline", BASELINES, ids=["TF tutorial", "DCGAN paper"])
 def test_baseline_networks_turn_z_into_digits_and_digits_into_logits(make_baseline, mnist):
     baseline = make_baseline()
-    images = baseline.generator(helper.noise(16, helper.RECIPE_Z_DIM), training=False).numpy()
+    images = baseline.generator(helper.noise(16, RECIPE_Z_DIM), training=False).numpy()
     assert images.shape == (16, 28, 28, 1)
     assert -1 <= images.min() and images.max() <= 1 and images.std() > 0
     logits = baseline.discriminator(helper.to_unit_range(mnist[0][:16]), training=False).numpy()
@@ -52,11 +58,11 @@ def test_baseline_networks_turn_z_into_digits_and_digits_into_logits(make_baseli
 
 
 def test_dcgan_paper_flops_count_the_1x1_start_and_the_extra_discriminator_pass():
-    baseline = helper.dcgan_paper_baseline()
+    baseline = dcgan_paper_baseline()
     # A transposed convolution uses each weight once per input position, a convolution once per output position.
     g = 2 * (1 * 7 * 7 * 100 * 256 + 7 * 7 * 4 * 4 * 256 * 128 + 14 * 14 * 4 * 4 * 128 * 1)
     d = 2 * (14 * 14 * 4 * 4 * 1 * 64 + 7 * 7 * 4 * 4 * 64 * 128 + 1 * 7 * 7 * 128 * 1)
-    assert (helper.forward_flops(baseline.generator), helper.forward_flops(baseline.discriminator)) == (g, d)
+    assert (forward_flops(baseline.generator), forward_flops(baseline.discriminator)) == (g, d)
     assert baseline.flops == 3 * g + 8 * d
 
 
@@ -66,7 +72,7 @@ def test_a_baseline_step_trains_both_networks(make_baseline, mnist):
     baseline = make_baseline()
     before = weights(baseline.generator), weights(baseline.discriminator)
     real_images = helper.to_unit_range(mnist[0][:baseline.batch_size])
-    losses = baseline.train_step(real_images, tf.random.normal([baseline.batch_size, helper.RECIPE_Z_DIM]))
+    losses = baseline.train_step(real_images, tf.random.normal([baseline.batch_size, RECIPE_Z_DIM]))
     assert all(np.isfinite(float(loss)) and float(loss) > 0 for loss in losses)
     for model, old in zip((baseline.generator, baseline.discriminator), before):
         assert all(not np.array_equal(a, b) for a, b in zip(old, weights(model))), f"{model.name} kept some weights"
@@ -77,16 +83,16 @@ def test_a_baseline_step_trains_both_networks(make_baseline, mnist):
 
 def test_the_clock_stops_while_the_generator_is_measured(mnist):
     """With a step that costs next to nothing, the steps count the seconds of training alone."""
-    generator = keras.Sequential([keras.Input((helper.RECIPE_Z_DIM,)), keras.layers.Dense(784, activation="tanh"),
+    generator = keras.Sequential([keras.Input((RECIPE_Z_DIM,)), keras.layers.Dense(784, activation="tanh"),
                                   keras.layers.Reshape((28, 28, 1))])
     step = tf.function(lambda images, z: (tf.reduce_mean(images), tf.reduce_mean(z)))
-    baseline = helper.Baseline(generator, None, step, 32, 0)
+    baseline = Baseline(generator, None, step, 32, 0)
 
     def slow_quality(images):
         time.sleep(1)
         return {"fd": 1.0, "score": 1.0, "shares": np.eye(10)[len(images) % 10]}
 
-    runs = helper.train_to_budgets(baseline, mnist[0][:256], [1, 0.5], slow_quality, samples=20)
+    runs = bench_recipes.train_to_budgets(baseline, mnist[0][:256], [1, 0.5], slow_quality, samples=20)
     assert [run["budget"] for run in runs] == [0.5, 1]
     for run in runs:
         assert run["budget"] <= run["train_seconds"] < run["budget"] + 0.5
@@ -98,7 +104,7 @@ def test_the_clock_stops_while_the_generator_is_measured(mnist):
 def test_a_baseline_trained_to_tiny_budgets_is_measured_at_each(mnist):
     keras.utils.set_random_seed(0)
     quality = helper.MnistQuality(reference=mnist[1][:500])
-    runs = helper.train_to_budgets(helper.dcgan_paper_baseline(), mnist[0][:1024], [1, 2], quality, samples=200)
+    runs = bench_recipes.train_to_budgets(dcgan_paper_baseline(), mnist[0][:1024], [1, 2], quality, samples=200)
     assert [run["budget"] for run in runs] == [1, 2]
     assert 1 <= runs[0]["steps"] <= runs[1]["steps"]
     for run in runs:
@@ -117,19 +123,19 @@ def test_the_notebook_runs_from_scratch_with_the_budget_and_not_in_the_quick_pro
                 "images_per_second": 744.0, "batch_size": 64}
 
     def execute_notebook(notebook, output, **kwargs):
-        calls.append((notebook, output, kwargs, "DLND_QUICK_TEST" in helper.os.environ))
+        calls.append((notebook, output, kwargs, "DLND_QUICK_TEST" in os.environ))
         quality = kwargs["parameters"]["output_dir"] + "/mnist/quality.json"
-        helper.Path(quality).parent.mkdir(parents=True)
-        helper.Path(quality).write_text(json.dumps(measured))
+        Path(quality).parent.mkdir(parents=True)
+        Path(quality).write_text(json.dumps(measured))
 
     monkeypatch.setattr("papermill.execute_notebook", execute_notebook)
-    run = helper.notebook_mnist_run("data", 60, tmp_path)
+    run = bench_recipes.notebook_mnist_run("data", 60, tmp_path)
     [(notebook, output, kwargs, quick_profile)] = calls
-    assert notebook == helper.NOTEBOOK and output == tmp_path / "notebook-60s" / "run.ipynb"
+    assert notebook == NOTEBOOK and output == tmp_path / "notebook-60s" / "run.ipynb"
     assert not quick_profile
     assert kwargs["cwd"] == helper.PROJECT_DIR
     assert kwargs["parameters"] == {
-        "data_dir": str(helper.Path("data").resolve()), "output_dir": str(tmp_path / "notebook-60s"),
+        "data_dir": str(Path("data").resolve()), "output_dir": str(tmp_path / "notebook-60s"),
         "images_dir": str(tmp_path / "notebook-60s"), "celeba_epochs": 0, "mnist_time_budget": 60,
         "mnist_epochs": 1000}
     assert run == {"budget": 60, **measured}
@@ -137,7 +143,7 @@ def test_the_notebook_runs_from_scratch_with_the_budget_and_not_in_the_quick_pro
 
 def test_the_table_gives_speed_against_the_peak_and_fd_at_each_budget():
     runs = [{"budget": b, "fd": fd, "score": 8.5, "images_per_second": 500.0} for b, fd in [(60, 3.0), (150, 1.25)]]
-    table = helper._recipes_table({"notebook": {"batch_size": 64, "flops": 200e6, "runs": runs}}, [60, 150], 400e9)
+    table = bench_recipes.recipes_table({"notebook": {"batch_size": 64, "flops": 200e6, "runs": runs}}, [60, 150], 400e9)
     assert table.splitlines() == [
         "| recipe | batch | MFLOP/image | images/s | GFLOP/s (% of conv peak) | FD at 60 s | FD at 150 s | score at 150 s |",
         "|---|---|---|---|---|---|---|---|",

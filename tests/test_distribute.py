@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from distribute_worker import LEARNING_RATE, batch, networks, variables
-from notebook import notebook_functions
-from train_worker import worker_env
+from support.distribute_worker import LEARNING_RATE, batch, networks, variables
+from support.notebook import notebook_functions
+from support.train_worker import worker_env
 
-WORKER = Path(__file__).with_name("distribute_worker.py")
+WORKER = Path(__file__).parent / "support" / "distribute_worker.py"
 ATOL = 1e-5  # 5% of Adam's first step (about the learning rate); the round-off seen is 4e-7 (replicas), 2e-6 (XLA)
 
 

@@ -23,7 +23,8 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from helper import NOTEBOOK, PROJECT_DIR
+from helper import PROJECT_DIR
+from tools.notebook import NOTEBOOK
 
 CONFIGS = {
     "one Tensor-Core GPU": dict(parameters=dict(mixed_precision=True, jit_compile=True), replicas=1,

@@ -1,4 +1,4 @@
-"""Tests for helper.py: downloads from local mirrors (tests/http_server.py) that serve the
+"""Tests for helper.py: downloads from local mirrors (tests/support/http_server.py) that serve the
 official archive formats and fail as real mirrors do, the offline fallbacks, extraction, the
 tf.data pipelines and image grids."""
 
@@ -237,7 +237,7 @@ def test_load_mnist_falls_back_to_the_committed_sample_offline(tmp_path, refused
 def test_load_mnist_test_split_falls_back_to_the_whole_committed_test_set(tmp_path, refused_url, mnist_gz):
     images, labels, name = helper.load_mnist(tmp_path, "test", mirrors=[refused_url])
     assert (images.shape, labels.shape, name) == ((10_000, 28, 28, 1), (10_000,), "MNIST test set")
-    official = helper._read_idx(gzip.decompress(mnist_gz["t10k-images-idx3-ubyte.gz"]))
+    official = helper.read_idx(gzip.decompress(mnist_gz["t10k-images-idx3-ubyte.gz"]))
     np.testing.assert_array_equal(images[..., 0], official)
 
 

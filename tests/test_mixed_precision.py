@@ -6,8 +6,8 @@ import pytest
 import tensorflow as tf
 
 import helper
-from notebook import notebook_functions
-from train_worker import digits
+from support.notebook import notebook_functions
+from support.train_worker import digits
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import numpy as np
 import papermill
 import tensorflow as tf
 
-from helper import NOTEBOOK
+from tools.notebook import NOTEBOOK
 
 
 def test_mnist_stage_alone_exports_a_plain_keras_generator(tmp_path, monkeypatch):

@@ -6,9 +6,9 @@ import papermill
 import pytest
 
 import helper
-from helper import NOTEBOOK
-from notebook import notebook_functions
-from train_worker import STEPS_PER_EPOCH, digits
+from tools.notebook import NOTEBOOK
+from support.notebook import notebook_functions
+from support.train_worker import STEPS_PER_EPOCH, digits
 
 DEFAULTS = dict(data_dir="data", output_dir="output", images_dir="images", seed=0, z_dim=100, beta1=0.5,
                 mnist_epochs=10, mnist_batch_size=128, mnist_learning_rate=3e-4, mnist_filters=16, celeba_epochs=5,

@@ -31,16 +31,28 @@ def data_dir(standin_data, tmp_path):
 
 @pytest.fixture
 def files(data_dir):
-    return helper._jpegs(data_dir / "standin" / "img_align_celeba")
+    """The stand-in faces' JPEGs, as load_celeba gives them."""
+    return helper.load_celeba(data_dir, download_missing=False, standin_count=COUNT)[0]
 
 
-@pytest.fixture
-def builds(monkeypatch):
-    """The caches built (decoding every file) so far, one entry each."""
-    calls = []
-    build = helper._build_face_cache
-    monkeypatch.setattr(helper, "_build_face_cache", lambda *args: calls.append(args) or build(*args))
-    return calls
+def sidecar(cache):
+    """The JSON record beside a cache of what it was built from, e.g. data/img_align_celeba_64.json."""
+    return cache.with_suffix(".json")
+
+
+def build_of(cache):
+    """Tells one build of the cache at `cache` from another: each build writes the array anew, then renames it."""
+    stat = os.stat(cache)
+    return stat.st_ino, stat.st_mtime_ns
+
+
+def garble(files):
+    """Overwrite the JPEGs with zeros, keeping their sizes and modification times: the cache still matches them,
+    but decoding any of them fails."""
+    for file in files:
+        stat = os.stat(file)
+        Path(file).write_bytes(bytes(stat.st_size))
+        os.utime(file, ns=(stat.st_atime_ns, stat.st_mtime_ns))
 
 
 def reference_faces(files, size=SIZE):
@@ -60,31 +72,30 @@ def epoch_order(dataset, reference):
 # --- The cache ----------------------------------------------------------------------------
 
 
-def test_cache_is_built_once_then_reused(files, builds, monkeypatch):
+def test_cache_is_built_once_then_reused(files):
     cache = helper.face_cache_path(files, SIZE)
     helper.celeba_dataset(files, SIZE, BATCH)
-    assert len(builds) == 1
-    built = os.stat(cache).st_mtime_ns
-
-    def no_decoding(*args):
-        raise AssertionError("a JPEG was decoded again")
-
-    monkeypatch.setattr(helper, "_face_pixels", no_decoding)
+    built = build_of(cache)
+    reference = reference_faces(files)
+    garble(files)  # from now on, decoding a JPEG again would fail
     # As after a kernel restart: only the files on disk are shared between the two calls.
-    next(iter(helper.celeba_dataset(files, SIZE, BATCH)))
-    assert len(builds) == 1 and os.stat(cache).st_mtime_ns == built
-    sidecar = json.loads(helper._sidecar(helper.face_cache_path(files, SIZE)).read_text())
-    assert {k: sidecar[k] for k in ("format", "images", "size")} == {"format": 1, "images": COUNT, "size": SIZE}
+    order = epoch_order(helper.celeba_dataset(files, SIZE, BATCH), reference)
+    assert sorted(order) == list(range(COUNT))  # every face, from the cache
+    assert build_of(cache) == built
+    record = json.loads(sidecar(cache).read_text())
+    assert {k: record[k] for k in ("format", "images", "size")} == {"format": 1, "images": COUNT, "size": SIZE}
 
 
-def test_cache_is_rebuilt_when_the_size_changes(files, builds, tmp_path):
+def test_cache_is_rebuilt_when_the_size_changes(files, tmp_path):
     cache = tmp_path / "faces.npy"  # one path for both sizes: the sidecar, not the name, tells them apart
     assert helper.face_cache(files, SIZE, cache)[0].shape == (COUNT, SIZE, SIZE, 3)
+    first = build_of(cache)
     assert helper.face_cache(files, 28, cache)[0].shape == (COUNT, 28, 28, 3)
-    assert len(builds) == 2
+    rebuilt = build_of(cache)
+    assert rebuilt != first
     np.testing.assert_allclose(helper.to_unit_range(helper.face_cache(files, 28, cache)[0]), reference_faces(files, 28),
                                atol=1 / 255 + 1e-6)
-    assert len(builds) == 2
+    assert build_of(cache) == rebuilt
 
 
 def replace_a_file(files):
@@ -94,29 +105,30 @@ def replace_a_file(files):
 
 @pytest.mark.parametrize("change", [lambda files: files[:-1], lambda files: files[::-1], replace_a_file],
                          ids=["one file fewer", "another order", "a file replaced"])
-def test_cache_is_rebuilt_when_the_files_change(files, builds, change):
+def test_cache_is_rebuilt_when_the_files_change(files, change):
     helper.face_cache(files, SIZE)
+    first = build_of(helper.face_cache_path(files, SIZE))
     changed = change(files)
     faces, _ = helper.face_cache(changed, SIZE)
-    assert len(builds) == 2
+    assert build_of(helper.face_cache_path(changed, SIZE)) != first
     np.testing.assert_allclose(helper.to_unit_range(faces), reference_faces(changed), atol=1 / 255 + 1e-6)
 
 
 def only_a_part(cache):
     """A build cut off before its rename: a `.part` and no cache."""
     cache.replace(cache.with_name(cache.name + ".part"))
-    helper._sidecar(cache).unlink()
+    sidecar(cache).unlink()
 
 
 def no_sidecar(cache):
     """Cut off between renaming the array and writing its sidecar."""
-    helper._sidecar(cache).unlink()
+    sidecar(cache).unlink()
 
 
 def other_sidecar(cache):
     """The sidecar of other files."""
-    sidecar = helper._sidecar(cache)
-    sidecar.write_text(sidecar.read_text().replace('"files_sha256": "', '"files_sha256": "0'))
+    record = sidecar(cache)
+    record.write_text(record.read_text().replace('"files_sha256": "', '"files_sha256": "0'))
 
 
 def array_cut_short(cache):
@@ -125,16 +137,18 @@ def array_cut_short(cache):
 
 
 def garbage_sidecar(cache):
-    helper._sidecar(cache).write_text('{"format": 1, "ima')
+    sidecar(cache).write_text('{"format": 1, "ima')
 
 
 @pytest.mark.parametrize("damage", [only_a_part, no_sidecar, other_sidecar, array_cut_short, garbage_sidecar])
-def test_a_half_written_or_foreign_cache_is_not_used(files, builds, damage):
+def test_a_half_written_or_foreign_cache_is_not_used(files, damage):
     cache = helper.face_cache_path(files, SIZE)
     helper.face_cache(files, SIZE)
+    built = build_of(cache)
     damage(cache)
+    damaged = build_of(cache) if cache.exists() else None
     faces, _ = helper.face_cache(files, SIZE)
-    assert len(builds) == 2
+    assert build_of(cache) not in (built, damaged)  # rebuilt: neither kept nor put back as it was
     np.testing.assert_allclose(helper.to_unit_range(faces), reference_faces(files), atol=1 / 255 + 1e-6)
     assert sorted(p.name for p in cache.parent.glob(f"{cache.stem}*")) == [f"{cache.stem}.json", cache.name]
 
@@ -145,7 +159,7 @@ def test_standin_cache_stays_in_the_standin_folder(data_dir, files):
     assert sorted(p.name for p in (data_dir / "standin").iterdir()) == [
         "img_align_celeba", "img_align_celeba.zip", f"img_align_celeba_{SIZE}.json", f"img_align_celeba_{SIZE}.npy"]
     assert helper.face_cache_path(["data/img_align_celeba/000001.jpg"], 64) == \
-        helper.Path("data/img_align_celeba_64.npy")  # CelebA's own, beside its folder
+        Path("data/img_align_celeba_64.npy")  # CelebA's own, beside its folder
 
 
 def test_cache_is_loaded_memory_mapped_and_without_pickle(files, monkeypatch):

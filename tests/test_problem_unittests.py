@@ -25,7 +25,7 @@ if str(REPO) not in sys.path:  # helper and problem_unittests live at the top of
 
 import helper  # noqa: E402
 import problem_unittests as tests  # noqa: E402
-from notebook import notebook_functions  # noqa: E402
+from support.notebook import notebook_functions  # noqa: E402
 
 
 @pytest.fixture(scope="module")

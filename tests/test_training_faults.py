@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from notebook import notebook_functions
-from train_worker import STEPS_PER_EPOCH, digits, worker_env
+from support.notebook import notebook_functions
+from support.train_worker import STEPS_PER_EPOCH, digits, worker_env
 
-WORKER = Path(__file__).with_name("train_worker.py")
+WORKER = Path(__file__).parent / "support" / "train_worker.py"
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,6 @@
 """One training step of the notebook's DCGAN on one device and on two replicas, for tests/test_distribute.py.
 
-    python tests/distribute_worker.py OUT_DIR
+    python tests/support/distribute_worker.py OUT_DIR
 
 The two replicas are the CPU split into two logical devices, which must happen before TensorFlow
 starts: hence a process of its own. Each run writes OUT_DIR/<run>.npz: the global losses and
@@ -15,8 +15,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from notebook import notebook_functions
-from train_worker import digits
+from support.notebook import notebook_functions
+from support.train_worker import digits
 
 IMAGE_SHAPE, Z_DIM, BATCH, LEARNING_RATE = (28, 28, 1), 8, 16, 2e-4
 

@@ -2,7 +2,7 @@
 
 import keras
 
-import helper
+from tools.notebook import notebook_definitions
 
 NEEDED = ["helper", "tests", "model_inputs", "halvings", "discriminator", "generator", "cross_entropy", "model_loss",
           "model_opt", "train"]
@@ -10,7 +10,7 @@ NEEDED = ["helper", "tests", "model_inputs", "halvings", "discriminator", "gener
 
 def notebook_functions():
     """A namespace with the notebook's network functions, defined by its cells, without running the checks."""
-    namespace = helper.notebook_definitions()
+    namespace = notebook_definitions()
     missing = [name for name in NEEDED if name not in namespace]
     assert not missing, f"The notebook no longer defines {missing}."
     keras.utils.set_random_seed(0)  # as the notebook's import cell does

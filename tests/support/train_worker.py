@@ -1,6 +1,6 @@
 """Runs the notebook's `train` on 640 real digits in a process of its own, for the tests that kill it.
 
-    python tests/train_worker.py RUN_DIR EPOCHS SAMPLE_EVERY
+    python tests/support/train_worker.py RUN_DIR EPOCHS SAMPLE_EVERY
 """
 
 import os
@@ -11,14 +11,14 @@ import numpy as np
 import tensorflow as tf
 
 import helper
-from notebook import notebook_functions
+from support.notebook import notebook_functions
 
 STEPS_PER_EPOCH = 10
 
 
 def worker_env(**variables):
     """A test worker's environment: this process's, with the project and tests/ importable, and no display."""
-    tests = Path(__file__).parent
+    tests = Path(__file__).parents[1]
     return {**os.environ, "MPLBACKEND": "Agg", "PYTHONPATH": os.pathsep.join([str(tests.parent), str(tests)]), **variables}
 
 

@@ -1,0 +1,81 @@
+"""Train the MNIST classifier whose features measure generated digits (`helper.MnistQuality`), and save it where
+helper.py loads it: data/mnist_classifier.keras. A few CPU minutes (3 epochs, about 4 minutes on 2 cores); the same
+seed gives the same weights. Needs all 60,000 official MNIST training digits.
+
+    python tools/train_classifier.py [--data-dir data] [--epochs 3] [--seed 0] [--out data/mnist_classifier.keras]
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+# Run as `python tools/<name>.py`, Python looks for imports in tools/, not in the repository's root.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+import helper  # noqa: E402
+
+
+def mnist_classifier():
+    """A small CNN (90,000 weights) giving the ten digits' probabilities for 28x28x1 images in [-1, 1].
+
+    Its 128-unit "features" layer, the last before the output, is what `MnistQuality` compares
+    distributions with. Plain Keras layers only, so a saved one loads with `keras.saving.load_model`.
+    """
+    layers = keras.layers
+
+    def block(filters, padding):  # no bias: batch norm's shift takes its place
+        return [layers.Conv2D(filters, 3, padding=padding, use_bias=False), layers.BatchNormalization(),
+                layers.ReLU(), layers.MaxPooling2D()]
+
+    return keras.Sequential([
+        keras.Input((28, 28, 1)),
+        *block(32, "same"), *block(64, "same"), *block(64, "valid"),  # 28 -> 14 -> 7 -> 5 -> 2
+        layers.Flatten(),
+        layers.Dense(128, activation="relu", name="features"),
+        layers.Dropout(0.3),
+        layers.Dense(10, activation="softmax", name="probabilities"),
+    ], name="mnist_classifier")
+
+
+def train_mnist_classifier(data_dir="data", path=helper.MNIST_CLASSIFIER, epochs=3, seed=0,
+                           mirrors=helper.MNIST_MIRRORS):
+    """Train `mnist_classifier()` on the 60,000 official training digits, print its test accuracy, save it to `path`.
+
+    A few CPU minutes. The same seed gives the same weights: it turns on TensorFlow's op
+    determinism, for the rest of the process.
+    """
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()  # else parallel sums vary from run to run
+    images, labels, name = helper.load_mnist(data_dir, "train", mirrors)
+    if name != "MNIST":
+        raise helper.DownloadError(f"Training the classifier needs all 60,000 MNIST training digits, not the {name}.")
+    batch_size = 128
+    model = mnist_classifier()
+    schedule = keras.optimizers.schedules.CosineDecay(2e-3, epochs * int(np.ceil(len(images) / batch_size)))
+    model.compile(keras.optimizers.Adam(schedule), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit(np.asarray(helper.to_unit_range(images)), labels, batch_size=batch_size, epochs=epochs, verbose=2)
+    test_images, test_labels, _ = helper.load_mnist(data_dir, "test", mirrors)
+    accuracy = model.evaluate(np.asarray(helper.to_unit_range(test_images)), test_labels, verbose=0, return_dict=True)
+    # A fresh copy holds the weights without the optimizer's state, which would triple the file.
+    classifier = mnist_classifier()
+    classifier.set_weights(model.get_weights())
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    classifier.save(path)
+    print(f"Test accuracy: {accuracy['accuracy']:.2%} of the {len(test_images):,} MNIST test digits. Saved to {path}.")
+    return classifier
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-dir", default="data",
+                        help="where MNIST is (in mnist/), or is downloaded to (default data)")
+    parser.add_argument("--epochs", type=int, default=3, help="epochs of training (default 3)")
+    parser.add_argument("--seed", type=int, default=0, help="the same seed gives the same weights (default 0)")
+    parser.add_argument("--out", default=helper.MNIST_CLASSIFIER,
+                        help=f"where to save it (default {helper.MNIST_CLASSIFIER.relative_to(helper.PROJECT_DIR)})")
+    args = parser.parse_args()
+    train_mnist_classifier(args.data_dir, args.out, args.epochs, args.seed)
