@@ -1,5 +1,6 @@
-"""Everything the notebook's lesson is not about: getting and checking the data, turning it
-into `tf.data` batches, image grids, and saving what training produced."""
+"""What the notebook uses but is not about, in the notebook's order: checking its parameters,
+getting and checking the data, `tf.data` pipelines, devices and precision, the bookkeeping around
+training, pictures, measuring quality, and exporting and generating."""
 
 import argparse
 import contextlib
@@ -92,6 +93,78 @@ class DownloadError(RuntimeError):
 
 class NoRoomError(RuntimeError):
     """The disk that would hold a step's files has too little free space for them."""
+
+
+# --- The notebook's parameters ------------------------------------------------------------
+
+
+def quick_test_profile():
+    """The notebook's parameters in the tests' quick profile, or {} outside the tests.
+
+    `pytest --nbval` sets `DLND_QUICK_TEST=1`: the notebook then runs at toy sizes in a new scratch
+    folder, never touching your data, outputs or pictures. `DLND_QUICK_TEST=<folder>` uses that folder.
+    """
+    setting = os.environ.get("DLND_QUICK_TEST")
+    if not setting:
+        return {}
+    folder = tempfile.mkdtemp(prefix="dlnd-quick-test-") if setting == "1" else setting
+    return dict(data_dir=folder, output_dir=folder, images_dir=folder, mnist_epochs=1, celeba_epochs=1,
+                celeba_image_size=32, max_images=256, fid_images=100, download_celeba=False)
+
+
+def _whole(low):
+    return lambda value: isinstance(value, int) and not isinstance(value, bool) and value >= low
+
+
+def _positive_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < float("inf")
+
+
+def _folder(value):
+    return isinstance(value, (str, os.PathLike)) and str(value) != "" and not Path(value).is_file()
+
+
+PARAMETER_RULES = {  # name: (test, what is allowed)
+    "data_dir": (_folder, "a folder's path (a file of that name is in the way)"),
+    "output_dir": (_folder, "a folder's path (a file of that name is in the way)"),
+    "images_dir": (_folder, "a folder's path (a file of that name is in the way)"),
+    "seed": (_whole(0), "a whole number, 0 or more"),
+    "z_dim": (_whole(1), "a whole number, at least 1"),
+    "beta1": (lambda v: _positive_number(v) and v < 1 or v == 0, "a number from 0 up to (not including) 1"),
+    "mnist_epochs": (_whole(1), "a whole number, at least 1 (the MNIST stage always runs)"),
+    "mnist_batch_size": (_whole(1), "a whole number, at least 1"),
+    "mnist_learning_rate": (lambda v: _positive_number(v) and v <= 1, "a number above 0, at most 1"),
+    "mnist_filters": (_whole(1), "a whole number, at least 1"),
+    "celeba_epochs": (_whole(0), "a whole number, 0 or more (0 skips the faces)"),
+    "celeba_batch_size": (_whole(1), "a whole number, at least 1"),
+    "celeba_learning_rate": (lambda v: _positive_number(v) and v <= 1, "a number above 0, at most 1"),
+    "celeba_filters": (_whole(1), "a whole number, at least 1"),
+    "celeba_image_size": (lambda v: v in (28, 32, 64) and not isinstance(v, bool), "28, 32 or 64"),
+    "max_images": (lambda v: v is None or _whole(1)(v), "None (all of them) or a whole number, at least 1"),
+    "sample_every": (lambda v: v is None or _whole(1)(v), "None (ten per stage) or a whole number, at least 1"),
+    "download_celeba": (lambda v: isinstance(v, bool), "True or False"),
+    "fid_images": (lambda v: v == 0 or _whole(2)(v), "0 (no FID) or a whole number, at least 2"),
+    "mnist_time_budget": (lambda v: v is None or _positive_number(v), "None (no limit) or a number of seconds above 0"),
+    "mixed_precision": (lambda v: isinstance(v, bool) or v is None, "None (decide by the GPU), True or False"),
+    "jit_compile": (lambda v: isinstance(v, bool) or v is None, "None (decide by the GPU), True or False"),
+}
+
+
+def check_parameters(parameters):
+    """Stop with one plain sentence per bad value if any of the notebook's `parameters` (a dict, e.g.
+    `globals()`) is not allowed: which parameter, the value it got, and what it may be."""
+    problems = [f"{name} = {parameters[name]!r} is not allowed: it must be {allowed}."
+                for name, (test, allowed) in PARAMETER_RULES.items() if name in parameters and not test(parameters[name])]
+    max_images = parameters.get("max_images")
+    if not problems and max_images is not None:
+        stages = ["mnist"] + ["celeba"] * bool(parameters.get("celeba_epochs"))
+        for stage in stages:
+            batch_size = parameters.get(f"{stage}_batch_size")
+            if batch_size and max_images < batch_size:
+                problems.append(f"max_images = {max_images} is fewer than one batch ({stage}_batch_size = "
+                                f"{batch_size}): raise max_images to at least {batch_size} or lower {stage}_batch_size.")
+    if problems:
+        raise ValueError("\n".join(problems))
 
 
 # --- Downloads ----------------------------------------------------------------------------
@@ -525,151 +598,6 @@ def make_standin_faces(archive, count, seed=0):
     return archive
 
 
-# --- The notebook's parameters ---------------------------------------------------------------
-
-
-def quick_test_profile():
-    """The notebook's parameters in the tests' quick profile, or {} outside the tests.
-
-    `pytest --nbval` sets `DLND_QUICK_TEST=1`: the notebook then runs at toy sizes in a new scratch
-    folder, never touching your data, outputs or pictures. `DLND_QUICK_TEST=<folder>` uses that folder.
-    """
-    setting = os.environ.get("DLND_QUICK_TEST")
-    if not setting:
-        return {}
-    folder = tempfile.mkdtemp(prefix="dlnd-quick-test-") if setting == "1" else setting
-    return dict(data_dir=folder, output_dir=folder, images_dir=folder, mnist_epochs=1, celeba_epochs=1,
-                celeba_image_size=32, max_images=256, fid_images=100, download_celeba=False)
-
-
-def _whole(low):
-    return lambda value: isinstance(value, int) and not isinstance(value, bool) and value >= low
-
-
-def _positive_number(value):
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < float("inf")
-
-
-def _folder(value):
-    return isinstance(value, (str, os.PathLike)) and str(value) != "" and not Path(value).is_file()
-
-
-PARAMETER_RULES = {  # name: (test, what is allowed)
-    "data_dir": (_folder, "a folder's path (a file of that name is in the way)"),
-    "output_dir": (_folder, "a folder's path (a file of that name is in the way)"),
-    "images_dir": (_folder, "a folder's path (a file of that name is in the way)"),
-    "seed": (_whole(0), "a whole number, 0 or more"),
-    "z_dim": (_whole(1), "a whole number, at least 1"),
-    "beta1": (lambda v: _positive_number(v) and v < 1 or v == 0, "a number from 0 up to (not including) 1"),
-    "mnist_epochs": (_whole(1), "a whole number, at least 1 (the MNIST stage always runs)"),
-    "mnist_batch_size": (_whole(1), "a whole number, at least 1"),
-    "mnist_learning_rate": (lambda v: _positive_number(v) and v <= 1, "a number above 0, at most 1"),
-    "mnist_filters": (_whole(1), "a whole number, at least 1"),
-    "celeba_epochs": (_whole(0), "a whole number, 0 or more (0 skips the faces)"),
-    "celeba_batch_size": (_whole(1), "a whole number, at least 1"),
-    "celeba_learning_rate": (lambda v: _positive_number(v) and v <= 1, "a number above 0, at most 1"),
-    "celeba_filters": (_whole(1), "a whole number, at least 1"),
-    "celeba_image_size": (lambda v: v in (28, 32, 64) and not isinstance(v, bool), "28, 32 or 64"),
-    "max_images": (lambda v: v is None or _whole(1)(v), "None (all of them) or a whole number, at least 1"),
-    "sample_every": (lambda v: v is None or _whole(1)(v), "None (ten per stage) or a whole number, at least 1"),
-    "download_celeba": (lambda v: isinstance(v, bool), "True or False"),
-    "fid_images": (lambda v: v == 0 or _whole(2)(v), "0 (no FID) or a whole number, at least 2"),
-    "mnist_time_budget": (lambda v: v is None or _positive_number(v), "None (no limit) or a number of seconds above 0"),
-    "mixed_precision": (lambda v: isinstance(v, bool) or v is None, "None (decide by the GPU), True or False"),
-    "jit_compile": (lambda v: isinstance(v, bool) or v is None, "None (decide by the GPU), True or False"),
-}
-
-
-def check_parameters(parameters):
-    """Stop with one plain sentence per bad value if any of the notebook's `parameters` (a dict, e.g.
-    `globals()`) is not allowed: which parameter, the value it got, and what it may be."""
-    problems = [f"{name} = {parameters[name]!r} is not allowed: it must be {allowed}."
-                for name, (test, allowed) in PARAMETER_RULES.items() if name in parameters and not test(parameters[name])]
-    max_images = parameters.get("max_images")
-    if not problems and max_images is not None:
-        stages = ["mnist"] + ["celeba"] * bool(parameters.get("celeba_epochs"))
-        for stage in stages:
-            batch_size = parameters.get(f"{stage}_batch_size")
-            if batch_size and max_images < batch_size:
-                problems.append(f"max_images = {max_images} is fewer than one batch ({stage}_batch_size = "
-                                f"{batch_size}): raise max_images to at least {batch_size} or lower {stage}_batch_size.")
-    if problems:
-        raise ValueError("\n".join(problems))
-
-
-# --- Devices ------------------------------------------------------------------------------
-
-
-def distribution_strategy():
-    """`MultiWorkerMirroredStrategy` if `TF_CONFIG` names a cluster; else `MirroredStrategy` over this machine's
-    GPUs if it has several; else TensorFlow's default strategy (the one GPU, or the CPU: no copies, no cost).
-
-    Call it before TensorFlow runs anything. `DLND_CPU_REPLICAS=N` splits the CPU into N devices and
-    mirrors over them as over N GPUs: how the tests run the multi-GPU path on a machine without GPUs.
-    """
-    if os.environ.get("TF_CONFIG"):  # one of several machines (the README's "Multiple GPUs")
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    cpu_replicas = int(os.environ.get("DLND_CPU_REPLICAS", 0))
-    if cpu_replicas > 1:
-        cpu = tf.config.list_physical_devices("CPU")[0]
-        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * cpu_replicas)
-        return tf.distribute.MirroredStrategy([device.name for device in tf.config.list_logical_devices("CPU")])
-    gpus = tf.config.list_logical_devices("GPU")
-    return tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
-
-
-def gpu_capabilities():
-    """The compute capability of each GPU, e.g. [(7, 5)] on a T4; [] without GPUs."""
-    return [tf.config.experimental.get_device_details(gpu).get("compute_capability", (0, 0))
-            for gpu in tf.config.list_physical_devices("GPU")]
-
-
-def has_tensor_cores(capabilities=None):
-    """True if there are GPUs and all have compute capability 7.0 or more (Volta onwards: V100, T4, A10G, A100, L4).
-
-    Those run float16 maths on Tensor Cores, where mixed precision and XLA pay off.
-    """
-    capabilities = gpu_capabilities() if capabilities is None else capabilities
-    return bool(capabilities) and min(capabilities) >= (7, 0)
-
-
-def choose_speedups(mixed_precision, jit_compile, replicas, capabilities=None):
-    """The notebook's `(mixed_precision, jit_compile)`: the values given, or for `None` the default for this machine.
-
-    Mixed precision by default on GPUs with Tensor Cores; XLA too, but only on a single one: across
-    several replicas it failed in our two-device tests.
-    """
-    tensor_cores = has_tensor_cores(capabilities)
-    if mixed_precision is None:
-        mixed_precision = tensor_cores
-    if jit_compile is None:
-        jit_compile = tensor_cores and replicas == 1
-    return bool(mixed_precision), bool(jit_compile)
-
-
-def describe_devices(strategy, jit_compile):
-    """One line: the devices, the strategy and its replicas, the precision policy and XLA."""
-    devices = ", ".join(device.name for device in tf.config.list_logical_devices())
-    replicas = strategy.num_replicas_in_sync
-    return (f"Devices: {devices}. Strategy: {type(strategy).__name__}, {replicas} replica{'s' * (replicas > 1)}. "
-            f"Precision: {keras.config.dtype_policy().name}. XLA: {'on' if jit_compile else 'off'}.")
-
-
-@contextlib.contextmanager
-def float32_policy():
-    """Build Keras models in float32 inside this block, whatever the notebook's precision policy.
-
-    Measuring (the MNIST classifier, InceptionV3) and exporting are done in float32: their figures
-    must not depend on whether training ran in mixed precision.
-    """
-    policy = keras.config.dtype_policy()
-    keras.config.set_dtype_policy("float32")
-    try:
-        yield
-    finally:
-        keras.config.set_dtype_policy(policy)
-
-
 # --- tf.data pipelines --------------------------------------------------------------------
 
 
@@ -830,96 +758,80 @@ def celeba_dataset(files, image_size, batch_size, seed=0, cache=None):
     return _batches(tf.data.Dataset.from_tensor_slices(rows), batch_size, seed, gather)
 
 
-# --- Pictures and results -----------------------------------------------------------------
+# --- Devices ------------------------------------------------------------------------------
 
 
-def to_uint8(images):
-    """[-1, 1] floats -> uint8 pixels [0, 255]; uint8 images are returned as they are."""
-    images = np.asarray(images)
-    if images.dtype == np.uint8:
-        return images
-    return np.round((np.clip(images, -1, 1) + 1) * 127.5).astype(np.uint8)
+def distribution_strategy():
+    """`MultiWorkerMirroredStrategy` if `TF_CONFIG` names a cluster; else `MirroredStrategy` over this machine's
+    GPUs if it has several; else TensorFlow's default strategy (the one GPU, or the CPU: no copies, no cost).
 
-
-def image_grid(images, cols=None):
-    """Tile images ([-1, 1] floats or uint8, NHWC) into one uint8 picture, a square by default."""
-    images = to_uint8(images)
-    n, h, w, c = images.shape
-    cols = cols or int(np.ceil(np.sqrt(n)))
-    rows = int(np.ceil(n / cols))
-    grid = np.zeros((rows * h, cols * w, c), np.uint8)
-    for i, image in enumerate(images):
-        grid[i // cols * h : (i // cols + 1) * h, i % cols * w : (i % cols + 1) * w] = image
-    return grid[..., 0] if c == 1 else grid
-
-
-def _enlarged(grid):
-    """A grid (as `image_grid` returns) as a PIL image, enlarged by a whole factor to about 512 pixels."""
-    from PIL import Image
-
-    scale = max(1, 512 // max(grid.shape[:2]))  # small images stay sharp at a viewable size
-    return Image.fromarray(grid).resize((grid.shape[1] * scale, grid.shape[0] * scale), Image.NEAREST)
-
-
-def save_image(grid, path):
-    """Save a grid (as `image_grid` returns) as a PNG, enlarged to about 512 pixels; return the path."""
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    _enlarged(grid).save(path)
-    return path
-
-
-def show_grid(images, title, path=None, cols=None, width=5):
-    """Show a grid of images inline (`width` inches wide), and save it as a PNG when `path` is given."""
-    import matplotlib.pyplot as plt
-
-    grid = image_grid(images, cols)
-    if path:
-        save_image(grid, path)
-    plt.figure(figsize=(width, width * grid.shape[0] / grid.shape[1]))
-    plt.imshow(grid, cmap="gray" if grid.ndim == 2 else None)
-    plt.title(title)
-    plt.axis("off")
-    plt.show()
-    plt.close()  # already done inline; elsewhere (tests, scripts) figures would pile up
-
-
-def export_generator(generator, directory, **config):
-    """Save the generator as `<directory>/generator.keras` with a `config.json` beside it.
-
-    Saved in float32 even after mixed-precision training (the weights are float32 either way), so
-    that it runs at full speed and precision on any machine, CPU included.
+    Call it before TensorFlow runs anything. `DLND_CPU_REPLICAS=N` splits the CPU into N devices and
+    mirrors over them as over N GPUs: how the tests run the multi-GPU path on a machine without GPUs.
     """
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    with float32_policy():
-        plain = keras.models.clone_model(generator, clone_function=lambda layer: layer.__class__.from_config(
-            {**layer.get_config(), "dtype": "float32"}))
-    plain.set_weights(generator.get_weights())
-    plain.save(directory / "generator.keras")
-    (directory / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-    return directory
+    if os.environ.get("TF_CONFIG"):  # one of several machines (the README's "Multiple GPUs")
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    cpu_replicas = int(os.environ.get("DLND_CPU_REPLICAS", 0))
+    if cpu_replicas > 1:
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * cpu_replicas)
+        return tf.distribute.MirroredStrategy([device.name for device in tf.config.list_logical_devices("CPU")])
+    gpus = tf.config.list_logical_devices("GPU")
+    return tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
 
 
-def plot_losses(losses, title, path=None):
-    """Plot the per-step (d_loss, g_loss) pairs, smoothed, and save the figure when `path` is given."""
-    import matplotlib.pyplot as plt
+def gpu_capabilities():
+    """The compute capability of each GPU, e.g. [(7, 5)] on a T4; [] without GPUs."""
+    return [tf.config.experimental.get_device_details(gpu).get("compute_capability", (0, 0))
+            for gpu in tf.config.list_physical_devices("GPU")]
 
-    losses = np.asarray(losses)
-    window = max(1, len(losses) // 50)
-    smooth = np.array([np.convolve(column, np.ones(window) / window, "valid") for column in losses.T]).T
-    steps = np.arange(len(smooth)) + window
-    plt.figure(figsize=(7, 3.5))
-    plt.plot(steps, smooth[:, 0], label="discriminator")
-    plt.plot(steps, smooth[:, 1], label="generator")
-    plt.xlabel("step")
-    plt.ylabel(f"loss (mean of {window} steps)" if window > 1 else "loss")
-    plt.title(title)
-    plt.legend()
-    if path:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        plt.savefig(path, dpi=100, bbox_inches="tight")
-    plt.show()
-    plt.close()
+
+def has_tensor_cores(capabilities=None):
+    """True if there are GPUs and all have compute capability 7.0 or more (Volta onwards: V100, T4, A10G, A100, L4).
+
+    Those run float16 maths on Tensor Cores, where mixed precision and XLA pay off.
+    """
+    capabilities = gpu_capabilities() if capabilities is None else capabilities
+    return bool(capabilities) and min(capabilities) >= (7, 0)
+
+
+def choose_speedups(mixed_precision, jit_compile, replicas, capabilities=None):
+    """The notebook's `(mixed_precision, jit_compile)`: the values given, or for `None` the default for this machine.
+
+    Mixed precision by default on GPUs with Tensor Cores; XLA too, but only on a single one: across
+    several replicas it failed in our two-device tests.
+    """
+    tensor_cores = has_tensor_cores(capabilities)
+    if mixed_precision is None:
+        mixed_precision = tensor_cores
+    if jit_compile is None:
+        jit_compile = tensor_cores and replicas == 1
+    return bool(mixed_precision), bool(jit_compile)
+
+
+def describe_devices(strategy, jit_compile):
+    """One line: the devices, the strategy and its replicas, the precision policy and XLA."""
+    devices = ", ".join(device.name for device in tf.config.list_logical_devices())
+    replicas = strategy.num_replicas_in_sync
+    return (f"Devices: {devices}. Strategy: {type(strategy).__name__}, {replicas} replica{'s' * (replicas > 1)}. "
+            f"Precision: {keras.config.dtype_policy().name}. XLA: {'on' if jit_compile else 'off'}.")
+
+
+@contextlib.contextmanager
+def float32_policy():
+    """Build Keras models in float32 inside this block, whatever the notebook's precision policy.
+
+    Measuring (the MNIST classifier, InceptionV3) and exporting are done in float32: their figures
+    must not depend on whether training ran in mixed precision.
+    """
+    policy = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("float32")
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(policy)
+
+
+# --- Training: the bookkeeping around the loop --------------------------------------------
 
 
 def to_terminal(line):
@@ -1090,7 +1002,7 @@ class TrainingRun:
                 seconds = time.perf_counter() - self._start
                 tf.summary.scalar("images_per_second", (self.step - self._first_step) * self.batch_size / seconds)
             for name, optimizer in zip(("discriminator", "generator"), self.optimizers):
-                tf.summary.scalar(f"learning_rate/{name}", float(optimizer.learning_rate))
+                tf.summary.scalar(f"learning_rate/{name}", optimizer.learning_rate.numpy())
 
     def sample_path(self):
         """Where this step's sample grid is saved: `run_dir/samples/<step>.png`."""
@@ -1122,109 +1034,83 @@ class TrainingRun:
         return False
 
 
-# --- Results after training ---------------------------------------------------------------
+# --- Pictures -----------------------------------------------------------------------------
 
 
-def noise(count, z_dim, seed=0):
-    """`count` z vectors from normal(0, 1), the exported generators' z_distribution; the same for the same seed."""
-    return np.random.default_rng(seed).standard_normal((count, z_dim)).astype(np.float32)
+def to_uint8(images):
+    """[-1, 1] floats -> uint8 pixels [0, 255]; uint8 images are returned as they are."""
+    images = np.asarray(images)
+    if images.dtype == np.uint8:
+        return images
+    return np.round((np.clip(images, -1, 1) + 1) * 127.5).astype(np.uint8)
 
 
-def slerp(a, b, t):
-    """Spherical interpolation: the points at fractions `t` along the arc from vector `a` to `b`, one per row."""
-    omega = np.arccos(np.clip(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b)), -1, 1))
-    t = np.asarray(t, np.float64)[:, np.newaxis]
-    weight_a, weight_b = np.sin((1 - t) * omega) / np.sin(omega), np.sin(t * omega) / np.sin(omega)
-    return weight_a * a + weight_b * b
+def image_grid(images, cols=None):
+    """Tile images ([-1, 1] floats or uint8, NHWC) into one uint8 picture, a square by default."""
+    images = to_uint8(images)
+    n, h, w, c = images.shape
+    cols = cols or int(np.ceil(np.sqrt(n)))
+    rows = int(np.ceil(n / cols))
+    grid = np.zeros((rows * h, cols * w, c), np.uint8)
+    for i, image in enumerate(images):
+        grid[i // cols * h : (i // cols + 1) * h, i % cols * w : (i % cols + 1) * w] = image
+    return grid[..., 0] if c == 1 else grid
 
 
-def latent_walk(generator, z_dim, points=4, steps=8, seed=0):
-    """The generator's images along a smooth path through `points` random z vectors, in [-1, 1].
+def _enlarged(grid):
+    """A grid (as `image_grid` returns) as a PIL image, enlarged by a whole factor to about 512 pixels."""
+    from PIL import Image
 
-    One row of `steps` images per stretch, from one point to the next (both included): show it with
-    `show_grid(walk, title, cols=steps)`. The same seed gives the same walk.
-    """
-    ends = noise(points, z_dim, seed)
-    # Gaussian z in many dimensions lie near a sphere of radius sqrt(z_dim), at nearly right angles to each
-    # other: a straight line between two cuts inside it (to ~0.7 of the radius midway), to z the generator
-    # never saw in training. The arc keeps the length.
-    z = np.concatenate([slerp(a, b, np.linspace(0, 1, steps)) for a, b in zip(ends[:-1], ends[1:])])
-    return np.asarray(generator(z.astype(np.float32), training=False))
+    scale = max(1, 512 // max(grid.shape[:2]))  # small images stay sharp at a viewable size
+    return Image.fromarray(grid).resize((grid.shape[1] * scale, grid.shape[0] * scale), Image.NEAREST)
 
 
-def save_gif(frames, path, duration=200, hold=2000):
-    """Save grids (as `image_grid` returns) as a looping animated GIF, enlarged like `save_image`; return the path.
-
-    Each frame shows for `duration` ms, the last for `hold` ms. In a notebook, show it with
-    `IPython.display.Image(filename=path)`. A frame identical to the one before is merged into it.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    first, *rest = [_enlarged(frame) for frame in frames]
-    first.save(path, save_all=True, append_images=rest, duration=[duration] * len(rest) + [hold], loop=0)
+def save_image(grid, path):
+    """Save a grid (as `image_grid` returns) as a PNG, enlarged to about 512 pixels; return the path."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    _enlarged(grid).save(path)
     return path
 
 
-def generate(model_dir, count, seed=0):
-    """`count` new images (uint8, NHWC) from the generator exported in `model_dir`; the same for the same seed.
+def show_grid(images, title, path=None, cols=None, width=5):
+    """Show a grid of images inline (`width` inches wide), and save it as a PNG when `path` is given."""
+    import matplotlib.pyplot as plt
 
-    Needs nothing but Keras: `generator.keras` is loaded with `keras.saving.load_model`, and z drawn
-    as its `config.json` says.
-    """
-    model_dir = Path(model_dir)
-    config = json.loads((model_dir / "config.json").read_text())
-    generator = keras.saving.load_model(model_dir / "generator.keras")
-    return to_uint8(generator.predict(noise(count, config["z_dim"], seed), verbose=0))
-
-
-def _inception(weights, size):
-    """InceptionV3 up to its 2,048 average-pooled features, or None (said in one line) if its weights cannot be had."""
-    timeout = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(TIMEOUT)  # Keras downloads with urlretrieve, which would wait forever on a silent network
-    try:
-        with contextlib.redirect_stdout(io.StringIO()), float32_policy():  # Keras's "Downloading data from" line: ours says it all
-            return keras.applications.InceptionV3(
-                include_top=False, weights=weights, input_shape=(size, size, 3), pooling="avg"
-            )
-    except Exception as error:
-        # Keras reports a failed download as a bare Exception, a timeout as an OSError; anything else is a bug.
-        if type(error) is not Exception and not isinstance(error, OSError):
-            raise
-        print(f"FID skipped: could not download InceptionV3's ImageNet weights ({error}). Run it again when online.")
-        return None
-    finally:
-        socket.setdefaulttimeout(timeout)
+    grid = image_grid(images, cols)
+    if path:
+        save_image(grid, path)
+    plt.figure(figsize=(width, width * grid.shape[0] / grid.shape[1]))
+    plt.imshow(grid, cmap="gray" if grid.ndim == 2 else None)
+    plt.title(title)
+    plt.axis("off")
+    plt.show()
+    plt.close()  # already done inline; elsewhere (tests, scripts) figures would pile up
 
 
-def _inception_features(model, images, batch_size):
-    """The model's features of images (uint8 or [-1, 1] floats, grey or RGB), a batch at a time to bound memory."""
-    size = model.input_shape[1]
 
-    def features(batch):
-        batch = tf.image.resize(tf.cast(to_uint8(batch), tf.float32), (size, size))  # the pixels as saved
-        if batch.shape[-1] == 1:  # InceptionV3 takes RGB
-            batch = tf.image.grayscale_to_rgb(batch)
-        return model(keras.applications.inception_v3.preprocess_input(batch), training=False)
+def plot_losses(losses, title, path=None):
+    """Plot the per-step (d_loss, g_loss) pairs, smoothed, and save the figure when `path` is given."""
+    import matplotlib.pyplot as plt
 
-    return np.concatenate([features(images[i : i + batch_size]) for i in range(0, len(images), batch_size)])
-
-
-def fid(images_a, images_b, weights="imagenet", size=299, batch_size=50):
-    """Fréchet Inception Distance between two sets of images (uint8 or [-1, 1] floats, NHWC); lower is closer.
-
-    The images are resized to `size` x `size` (InceptionV3's own 299; 75 at least) for its features.
-    `weights=None` uses a randomly initialised network, for tests: its numbers are not FIDs. FID is
-    biased upward for small sets, so compare FIDs only between sets of the same size (thousands;
-    InceptionV3 at 299 is 6 GFLOPs per image, minutes per thousand images on a CPU).
-    Returns None, saying so in one line, when InceptionV3's ImageNet weights cannot be downloaded.
-    """
-    model = _inception(weights, size)
-    if model is None:
-        return None
-    return frechet_distance(*(_inception_features(model, images, batch_size) for images in (images_a, images_b)))
+    losses = np.asarray(losses)
+    window = max(1, len(losses) // 50)
+    smooth = np.array([np.convolve(column, np.ones(window) / window, "valid") for column in losses.T]).T
+    steps = np.arange(len(smooth)) + window
+    plt.figure(figsize=(7, 3.5))
+    plt.plot(steps, smooth[:, 0], label="discriminator")
+    plt.plot(steps, smooth[:, 1], label="generator")
+    plt.xlabel("step")
+    plt.ylabel(f"loss (mean of {window} steps)" if window > 1 else "loss")
+    plt.title(title)
+    plt.legend()
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        plt.savefig(path, dpi=100, bbox_inches="tight")
+    plt.show()
+    plt.close()
 
 
-# --- Measuring results --------------------------------------------------------------------
+# --- Measuring quality --------------------------------------------------------------------
 
 
 def _sqrtm_psd(matrix):
@@ -1307,6 +1193,125 @@ def save_quality(path, quality, steps, train_seconds, batch_size, **facts):
                   train_seconds=train_seconds, batch_size=batch_size, images_per_second=steps * batch_size / train_seconds,
                   **facts)
     Path(path).write_text(json.dumps(record, indent=2))
+
+
+def _inception(weights, size):
+    """InceptionV3 up to its 2,048 average-pooled features, or None (said in one line) if its weights cannot be had."""
+    timeout = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(TIMEOUT)  # Keras downloads with urlretrieve, which would wait forever on a silent network
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), float32_policy():  # Keras's "Downloading data from" line: ours says it all
+            return keras.applications.InceptionV3(
+                include_top=False, weights=weights, input_shape=(size, size, 3), pooling="avg"
+            )
+    except Exception as error:
+        # Keras reports a failed download as a bare Exception, a timeout as an OSError; anything else is a bug.
+        if type(error) is not Exception and not isinstance(error, OSError):
+            raise
+        print(f"FID skipped: could not download InceptionV3's ImageNet weights ({error}). Run it again when online.")
+        return None
+    finally:
+        socket.setdefaulttimeout(timeout)
+
+
+def _inception_features(model, images, batch_size):
+    """The model's features of images (uint8 or [-1, 1] floats, grey or RGB), a batch at a time to bound memory."""
+    size = model.input_shape[1]
+
+    def features(batch):
+        batch = tf.image.resize(tf.cast(to_uint8(batch), tf.float32), (size, size))  # the pixels as saved
+        if batch.shape[-1] == 1:  # InceptionV3 takes RGB
+            batch = tf.image.grayscale_to_rgb(batch)
+        return model(keras.applications.inception_v3.preprocess_input(batch), training=False)
+
+    return np.concatenate([features(images[i : i + batch_size]) for i in range(0, len(images), batch_size)])
+
+
+def fid(images_a, images_b, weights="imagenet", size=299, batch_size=50):
+    """Fréchet Inception Distance between two sets of images (uint8 or [-1, 1] floats, NHWC); lower is closer.
+
+    The images are resized to `size` x `size` (InceptionV3's own 299; 75 at least) for its features.
+    `weights=None` uses a randomly initialised network, for tests: its numbers are not FIDs. FID is
+    biased upward for small sets, so compare FIDs only between sets of the same size (thousands;
+    InceptionV3 at 299 is 6 GFLOPs per image, minutes per thousand images on a CPU).
+    Returns None, saying so in one line, when InceptionV3's ImageNet weights cannot be downloaded.
+    """
+    model = _inception(weights, size)
+    if model is None:
+        return None
+    return frechet_distance(*(_inception_features(model, images, batch_size) for images in (images_a, images_b)))
+
+
+# --- Results: exporting, walking the latent space, generating -----------------------------
+
+
+def export_generator(generator, directory, **config):
+    """Save the generator as `<directory>/generator.keras` with a `config.json` beside it.
+
+    Saved in float32 even after mixed-precision training (the weights are float32 either way), so
+    that it runs at full speed and precision on any machine, CPU included.
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    with float32_policy():
+        plain = keras.models.clone_model(generator, clone_function=lambda layer: layer.__class__.from_config(
+            {**layer.get_config(), "dtype": "float32"}))
+    plain.set_weights(generator.get_weights())
+    plain.save(directory / "generator.keras")
+    (directory / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    return directory
+
+
+def noise(count, z_dim, seed=0):
+    """`count` z vectors from normal(0, 1), the exported generators' z_distribution; the same for the same seed."""
+    return np.random.default_rng(seed).standard_normal((count, z_dim)).astype(np.float32)
+
+
+def slerp(a, b, t):
+    """Spherical interpolation: the points at fractions `t` along the arc from vector `a` to `b`, one per row."""
+    omega = np.arccos(np.clip(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b)), -1, 1))
+    t = np.asarray(t, np.float64)[:, np.newaxis]
+    weight_a, weight_b = np.sin((1 - t) * omega) / np.sin(omega), np.sin(t * omega) / np.sin(omega)
+    return weight_a * a + weight_b * b
+
+
+def latent_walk(generator, z_dim, points=4, steps=8, seed=0):
+    """The generator's images along a smooth path through `points` random z vectors, in [-1, 1].
+
+    One row of `steps` images per stretch, from one point to the next (both included): show it with
+    `show_grid(walk, title, cols=steps)`. The same seed gives the same walk.
+    """
+    ends = noise(points, z_dim, seed)
+    # Gaussian z in many dimensions lie near a sphere of radius sqrt(z_dim), at nearly right angles to each
+    # other: a straight line between two cuts inside it (to ~0.7 of the radius midway), to z the generator
+    # never saw in training. The arc keeps the length.
+    z = np.concatenate([slerp(a, b, np.linspace(0, 1, steps)) for a, b in zip(ends[:-1], ends[1:])])
+    return np.asarray(generator(z.astype(np.float32), training=False))
+
+
+def save_gif(frames, path, duration=200, hold=2000):
+    """Save grids (as `image_grid` returns) as a looping animated GIF, enlarged like `save_image`; return the path.
+
+    Each frame shows for `duration` ms, the last for `hold` ms. In a notebook, show it with
+    `IPython.display.Image(filename=path)`. A frame identical to the one before is merged into it.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    first, *rest = [_enlarged(frame) for frame in frames]
+    first.save(path, save_all=True, append_images=rest, duration=[duration] * len(rest) + [hold], loop=0)
+    return path
+
+
+def generate(model_dir, count, seed=0):
+    """`count` new images (uint8, NHWC) from the generator exported in `model_dir`; the same for the same seed.
+
+    Needs nothing but Keras: `generator.keras` is loaded with `keras.saving.load_model`, and z drawn
+    as its `config.json` says.
+    """
+    model_dir = Path(model_dir)
+    config = json.loads((model_dir / "config.json").read_text())
+    generator = keras.saving.load_model(model_dir / "generator.keras")
+    return to_uint8(generator.predict(noise(count, config["z_dim"], seed), verbose=0))
 
 
 # --- Command line -------------------------------------------------------------------------

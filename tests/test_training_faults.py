@@ -8,9 +8,12 @@ import threading
 import time
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+
+import helper
 
 from support.notebook import notebook_functions
 from support.train_worker import STEPS_PER_EPOCH, digits, worker_env
@@ -128,3 +131,24 @@ def test_a_save_cut_off_by_a_kill_leaves_the_previous_checkpoint_in_use(tmp_path
     _, losses = train(digits(), "resumed", 2, **options)
     assert "(step 10)" in capsys.readouterr().out
     assert losses.shape == (2 * STEPS_PER_EPOCH, 2) and checkpointed_step(tmp_path) == 2 * STEPS_PER_EPOCH
+
+
+def test_the_time_budget_stops_train_and_saves_where_it_stopped(tmp_path, train, capsys):
+    generator, losses = train(digits(), "budget", 100, z_dim=8, learning_rate=2e-4, beta1=0.5, run_dir=tmp_path,
+                              images_dir=tmp_path / "images", sample_every=1000, time_budget=1e-9)
+    assert "Stopped at step 1 of 1,000: the time budget of 1e-09 s is spent." in capsys.readouterr().out
+    assert losses.shape == (1, 2) and checkpointed_step(tmp_path) == 1
+
+
+def test_a_weight_turned_nan_is_never_saved(tmp_path):
+    """The losses were finite, but a weight is not: save() refuses, and the last good checkpoint stays."""
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    run = helper.TrainingRun(tmp_path, "nan weight", 1, digits(), z_dim=8, sample_every=1, generator=model)
+    with run:
+        run.record(tf.constant([1.0, 1.0]))
+        run.save()
+        model.layers[0].kernel.assign(tf.fill([2, 1], np.nan))
+        run.record(tf.constant([1.0, 1.0]))
+        with pytest.raises(FloatingPointError, match=r"Training diverged at step 2: .*ckpt-1, is kept"):
+            run.save()
+    assert checkpointed_step(tmp_path) == 1
