@@ -930,7 +930,10 @@ class TrainingRun:
             print(f"{self.data_name}: already trained to step {self.step:,} of {self.total_steps:,}; nothing to "
                   f"train. Raise the epochs to train further, or delete {self.manager.directory} to start over.")
             return
-        for batch in strategy.experimental_distribute_dataset(self.dataset.repeat().take(remaining)):
+        # After a resume, skipping the batches already trained on keeps the data in the order of an
+        # uninterrupted run: the shuffle is seeded, so it repeats the same orders, epoch after epoch.
+        dataset = self.dataset.repeat().skip(self.step).take(remaining)
+        for batch in strategy.experimental_distribute_dataset(dataset):
             yield batch
             if self.out_of_time:
                 print(f"Stopped at step {self.step:,} of {self.total_steps:,}: the time budget of "

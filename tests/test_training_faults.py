@@ -45,36 +45,36 @@ def wait_for(condition, process, seconds=120):
         time.sleep(0.05)
 
 
-def test_killed_run_resumes_at_its_checkpoint_with_the_same_weights(tmp_path, train):
-    worker = start_worker(tmp_path, epochs=6, sample_every=STEPS_PER_EPOCH)
-    wait_for(lambda: (checkpointed_step(tmp_path) or 0) >= STEPS_PER_EPOCH, worker)
-    worker.kill()  # SIGKILL: no chance to clean up
-    worker.wait()
-    killed_at = checkpointed_step(tmp_path)
-    assert killed_at % STEPS_PER_EPOCH == 0 and killed_at < 6 * STEPS_PER_EPOCH
+def final_state(run_dir):
+    """Every value of the latest checkpoint: both networks, both optimizers, the noise's state, the losses, the step."""
+    saved = tf.train.load_checkpoint(tf.train.latest_checkpoint(Path(run_dir, "checkpoints")))
+    return {name: saved.get_tensor(name) for name in saved.get_variable_to_shape_map()
+            if name != "_CHECKPOINTABLE_OBJECT_GRAPH"}
 
-    # Asked for just the steps already done, train restores and returns the checkpointed weights.
-    generator, losses = train(digits(), "resumed", killed_at // STEPS_PER_EPOCH, z_dim=8, learning_rate=2e-4,
-                              beta1=0.5, run_dir=tmp_path, images_dir=tmp_path / "images")
-    saved = tf.train.load_checkpoint(tf.train.latest_checkpoint(tmp_path / "checkpoints"))
-    np.testing.assert_array_equal(losses, saved.get_tensor("losses/.ATTRIBUTES/VARIABLE_VALUE"))
-    # Everything a run needs to go on exactly: both optimizers' state, the sample noise, the random state.
-    saved_objects = {name.split("/")[0] for name in saved.get_variable_to_shape_map()}
-    assert {"d_optimizer", "g_optimizer", "fixed_z", "noise", "step", "discriminator", "generator"} <= saved_objects
-    restored = tf.keras.models.clone_model(generator)
-    tf.train.Checkpoint(generator=restored).restore(tf.train.latest_checkpoint(tmp_path / "checkpoints")) \
-        .expect_partial().assert_existing_objects_matched()
-    for a, b in zip(generator.weights, restored.weights):
-        np.testing.assert_array_equal(a.numpy(), b.numpy())
 
-    # Run to the end, it goes on from there and reaches the full step count.
-    finished = start_worker(tmp_path, epochs=6, sample_every=STEPS_PER_EPOCH)
-    out, err = finished.communicate(timeout=300)
-    assert finished.returncode == 0, err[-2000:]
-    assert f"(step {killed_at})" in out and "Resumed from" in out
-    assert checkpointed_step(tmp_path) == 6 * STEPS_PER_EPOCH
-    final = tf.train.load_checkpoint(tf.train.latest_checkpoint(tmp_path / "checkpoints"))
-    assert final.get_tensor("losses/.ATTRIBUTES/VARIABLE_VALUE").shape == (6 * STEPS_PER_EPOCH, 2)
+def test_killed_run_resumes_in_mid_epoch_and_ends_as_an_uninterrupted_run(tmp_path):
+    """kill -9 between two checkpoints, in the middle of an epoch of shuffled data; run again, to the end:
+    the same weights, optimizer states, noise and losses as a run that was never stopped."""
+    epochs, sample_every = 3, 7  # 30 steps, checkpoints at 7, 14, 21, 28 and 30: none on an epoch's edge
+    uninterrupted = start_worker(tmp_path / "uninterrupted", epochs, sample_every)
+    killed = start_worker(tmp_path / "killed", epochs, sample_every)
+    wait_for(lambda: (checkpointed_step(tmp_path / "killed") or 0) >= sample_every, killed)
+    killed.kill()  # SIGKILL: no chance to clean up
+    killed.wait()
+    killed_at = checkpointed_step(tmp_path / "killed")
+    assert killed_at % sample_every == 0 and killed_at % STEPS_PER_EPOCH != 0 and killed_at < epochs * STEPS_PER_EPOCH
+
+    resumed = start_worker(tmp_path / "killed", epochs, sample_every)
+    outputs = [process.communicate(timeout=300) for process in (resumed, uninterrupted)]
+    for process, (_, err) in zip((resumed, uninterrupted), outputs):
+        assert process.returncode == 0, err[-2000:]
+    assert "Resumed from" in outputs[0][0] and f"(step {killed_at})" in outputs[0][0]
+    expected, actual = final_state(tmp_path / "uninterrupted"), final_state(tmp_path / "killed")
+    assert {name.split("/")[0] for name in expected} >= {"discriminator", "generator", "d_optimizer", "g_optimizer",
+                                                          "noise", "fixed_z", "step", "losses"}
+    assert expected.keys() == actual.keys()
+    for name in expected:
+        np.testing.assert_array_equal(actual[name], expected[name], err_msg=name)
 
 
 def test_stop_button_saves_a_checkpoint_before_stopping(tmp_path):

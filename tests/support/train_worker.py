@@ -29,7 +29,14 @@ def digits(batch_size=64):
     return tf.data.Dataset.from_tensor_slices(images).batch(batch_size, drop_remainder=True).map(helper.to_unit_range)
 
 
+def shuffled_digits(batch_size=64):
+    """The same digits through the notebook's own pipeline, reshuffled every epoch."""
+    with np.load(helper.MNIST_SAMPLE, allow_pickle=False) as sample:
+        return helper.mnist_dataset(sample["train_images"][: STEPS_PER_EPOCH * batch_size, ..., None], batch_size)
+
+
 if __name__ == "__main__":
     run_dir, epochs, sample_every = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-    notebook_functions()["train"](digits(), "worker", epochs, z_dim=8, learning_rate=2e-4, beta1=0.5,
+    tf.config.experimental.enable_op_determinism()  # so that two runs can be compared exactly
+    notebook_functions()["train"](shuffled_digits(), "worker", epochs, z_dim=8, learning_rate=2e-4, beta1=0.5,
                                   run_dir=run_dir, images_dir=f"{run_dir}/images", sample_every=sample_every)
