@@ -183,7 +183,7 @@ def generator_always_in_colour(notebook, z_dim, image_shape):
 
 
 def generator_without_tanh(notebook, z_dim, image_shape):
-    return with_last_layers(notebook["generator"](z_dim, image_shape), layers.Activation("linear"))
+    return with_last_layers(notebook["generator"](z_dim, image_shape), layers.Activation("linear", dtype="float32"))
 
 
 def generator_ignoring_z_dim(notebook, z_dim, image_shape):
@@ -193,7 +193,8 @@ def generator_ignoring_z_dim(notebook, z_dim, image_shape):
 def generator_ignoring_z(notebook, z_dim, image_shape):
     """Draws from a constant input: every z gives the same image."""
     model = notebook["generator"](z_dim, image_shape)
-    return keras.Sequential([keras.Input((z_dim,)), layers.Lambda(lambda z: tf.zeros_like(z)), *model.layers])
+    zeros = layers.Dense(z_dim, use_bias=False, kernel_initializer="zeros", trainable=False)
+    return keras.Sequential([keras.Input((z_dim,)), zeros, *model.layers])
 
 
 def generator_with_sigmoid(notebook, z_dim, image_shape):
@@ -266,7 +267,10 @@ def model_loss_in_inference_mode(notebook, discriminator, generator, real_images
 
 
 def adam(learning_rate, beta1, variables):
+    """Adam, with loss scaling in mixed precision as the notebook has: the variants break something else."""
     optimizer = keras.optimizers.Adam(learning_rate, beta_1=beta1)
+    if keras.config.dtype_policy().name == "mixed_float16":
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     optimizer.build(variables)
     return optimizer
 
@@ -278,7 +282,8 @@ def gan_step(model_loss, discriminator, generator, updates):
         with tf.GradientTape(persistent=True) as tape:
             d_loss, g_loss = model_loss(discriminator, generator, real_images, z)
             losses = dict(d_loss=d_loss, g_loss=g_loss)
-            summed = [tf.add_n([losses[name] for name in loss_names]) for loss_names, _, _ in updates]
+            summed = [optimizer.scale_loss(tf.add_n([losses[name] for name in loss_names]))
+                      for loss_names, _, optimizer in updates]
         for loss, (_, variables, optimizer) in zip(summed, updates):
             optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
         return d_loss, g_loss
