@@ -11,12 +11,14 @@ import shutil
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
 import helper
+from support.notebook import notebook_functions
 
 ROWS = 300  # stand-in faces in the three shards, 100 each
 NOT_JPEG_ROW = 150  # a row whose bytes are an HTML page, as a broken upload would hold
@@ -142,9 +144,14 @@ def test_load_celeba_gets_the_hub_copy_when_the_zip_mirror_fails(tmp_path, refus
                                for request in ((path, None), (f"cdn/{name}", None))]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["img_align_celeba", *SHARDS]
     # The notebook's pipeline takes them as it takes the zip's: a face cache beside the folder, then batches.
-    batch = next(iter(helper.celeba_dataset(files, 32, batch_size=8))).numpy()
+    batches = helper.celeba_dataset(files, 32, batch_size=8)
+    batch = next(iter(batches)).numpy()
     assert batch.shape == (8, 32, 32, 3) and batch.std() > 0.1
     assert (tmp_path / "img_align_celeba_32.npy").exists()
+    # ...and the notebook's train learns from them, labelled "CelebA" (asserted above).
+    generator, losses = notebook_functions()["train"](batches.take(2), name, 1, 8, 2e-4, 0.5, tmp_path / "celeba",
+                                                      tmp_path / "images", filters=8)
+    assert losses.shape == (2, 2) and np.isfinite(losses).all() and generator.output_shape == (None, 32, 32, 3)
 
 
 def test_hub_download_resumes_behind_the_redirect(tmp_path, refused_url, hub, start_hub, capsys):
