@@ -979,7 +979,7 @@ class TrainingRun:
             left = min(left, max(0.0, self.time_budget - seconds))
         speed = f", {done * self.batch_size / seconds:,.0f} images/s" if self.batch_size else ""
         return (f"{self.data_name}: step {self.step:,} of {self.total_steps:,}, d_loss {d_loss:.3f}, "
-                f"g_loss {g_loss:.3f}{speed}, about {left / 60:.0f} min {left % 60:.0f} s left")
+                f"g_loss {g_loss:.3f}{speed}, about {int(left // 60)} min {int(left % 60)} s left")
 
     def _diverged(self, step):
         kept = (f"the last good checkpoint, {self.manager.latest_checkpoint}, is kept" if self.manager.latest_checkpoint
