@@ -221,7 +221,8 @@ def _check_adam_steps(model_opt, steps=3, learning_rate=0.01, beta1=0.3):
 def test_train(train):
     images = tf.random.uniform((32, 28, 28, 1), -1, 1, seed=6)
     dataset = tf.data.Dataset.from_tensor_slices(images).batch(16)
-    with tempfile.TemporaryDirectory() as tmp, capture_output() as shown:
+    # stderr not captured: train's progress lines go to the terminal, as they do outside this check.
+    with tempfile.TemporaryDirectory() as tmp, capture_output(stderr=False) as shown:
         kwargs = dict(dataset=dataset, data_name="test", epochs=2, z_dim=8, learning_rate=2e-4, beta1=0.5,
                       run_dir=Path(tmp, "run"), images_dir=Path(tmp, "images"), sample_every=2, seed=0)
         generator, losses = train(**kwargs)
