@@ -798,7 +798,7 @@ def choose_speedups(mixed_precision, jit_compile, replicas, capabilities=None):
     """The notebook's `(mixed_precision, jit_compile)`: the values given, or for `None` the default for this machine.
 
     Mixed precision by default on GPUs with Tensor Cores; XLA too, but only on a single one: across
-    several replicas it failed in our two-device tests.
+    several replicas it failed in two-device CPU tests of an earlier version, not re-tried since.
     """
     tensor_cores = has_tensor_cores(capabilities)
     if mixed_precision is None:
@@ -977,9 +977,16 @@ class TrainingRun:
         left = (self.total_steps - self.step) * seconds / max(done, 1)
         if self.time_budget is not None:
             left = min(left, max(0.0, self.time_budget - seconds))
-        speed = f", {done * self.batch_size / seconds:,.0f} images/s" if self.batch_size else ""
+        speed = f", {self._images_per_second():,.0f} images/s" if self._images_per_second() else ""
         return (f"{self.data_name}: step {self.step:,} of {self.total_steps:,}, d_loss {d_loss:.3f}, "
                 f"g_loss {g_loss:.3f}{speed}, about {int(left // 60)} min {int(left % 60)} s left")
+
+    def _images_per_second(self):
+        """Images trained on per second since this call of `train` began; None if unknown (batches of varying size)."""
+        done = self.step - self._first_step
+        if self.batch_size and done:
+            return done * self.batch_size / (time.perf_counter() - self._start)
+        return None
 
     def _diverged(self, step):
         kept = (f"the last good checkpoint, {self.manager.latest_checkpoint}, is kept" if self.manager.latest_checkpoint
@@ -1001,9 +1008,8 @@ class TrainingRun:
         with self.log.as_default(self.step):
             if samples is not None:
                 tf.summary.image("samples", (samples + 1) / 2, max_outputs=9)
-            if self.batch_size and self.step > self._first_step:
-                seconds = time.perf_counter() - self._start
-                tf.summary.scalar("images_per_second", (self.step - self._first_step) * self.batch_size / seconds)
+            if self._images_per_second():
+                tf.summary.scalar("images_per_second", self._images_per_second())
             for name, optimizer in zip(("discriminator", "generator"), self.optimizers):
                 tf.summary.scalar(f"learning_rate/{name}", optimizer.learning_rate.numpy())
 
@@ -1024,8 +1030,7 @@ class TrainingRun:
                 self._read()
                 if self.step > self._first_step:
                     seconds = time.perf_counter() - self._start
-                    speed = f" ({(self.step - self._first_step) * self.batch_size / seconds:,.0f} images/s)" \
-                        if self.batch_size else ""
+                    speed = f" ({self._images_per_second():,.0f} images/s)" if self._images_per_second() else ""
                     print(f"{self.data_name}: trained to step {self.step:,} in {seconds:.0f} s{speed}; last losses: "
                           f"discriminator {self.losses[-1][0]:.3f}, generator {self.losses[-1][1]:.3f}")
             elif issubclass(kind, KeyboardInterrupt):  # the notebook's stop button: keep what was learned
