@@ -977,7 +977,7 @@ class TrainingRun:
         left = (self.total_steps - self.step) * seconds / max(done, 1)
         if self.time_budget is not None:
             left = min(left, max(0.0, self.time_budget - seconds))
-        speed = f", {self._images_per_second():,.0f} images/s" if self._images_per_second() else ""
+        speed = f", {rate:,.0f} images/s" if (rate := self._images_per_second()) else ""
         return (f"{self.data_name}: step {self.step:,} of {self.total_steps:,}, d_loss {d_loss:.3f}, "
                 f"g_loss {g_loss:.3f}{speed}, about {int(left // 60)} min {int(left % 60)} s left")
 
@@ -1008,8 +1008,8 @@ class TrainingRun:
         with self.log.as_default(self.step):
             if samples is not None:
                 tf.summary.image("samples", (samples + 1) / 2, max_outputs=9)
-            if self._images_per_second():
-                tf.summary.scalar("images_per_second", self._images_per_second())
+            if rate := self._images_per_second():
+                tf.summary.scalar("images_per_second", rate)
             for name, optimizer in zip(("discriminator", "generator"), self.optimizers):
                 tf.summary.scalar(f"learning_rate/{name}", optimizer.learning_rate.numpy())
 
@@ -1030,7 +1030,7 @@ class TrainingRun:
                 self._read()
                 if self.step > self._first_step:
                     seconds = time.perf_counter() - self._start
-                    speed = f" ({self._images_per_second():,.0f} images/s)" if self._images_per_second() else ""
+                    speed = f" ({rate:,.0f} images/s)" if (rate := self._images_per_second()) else ""
                     print(f"{self.data_name}: trained to step {self.step:,} in {seconds:.0f} s{speed}; last losses: "
                           f"discriminator {self.losses[-1][0]:.3f}, generator {self.losses[-1][1]:.3f}")
             elif issubclass(kind, KeyboardInterrupt):  # the notebook's stop button: keep what was learned

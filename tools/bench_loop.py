@@ -31,6 +31,7 @@ import helper  # noqa: E402
 from tools.notebook import NOTEBOOK, notebook_definitions, notebook_parameters  # noqa: E402
 
 Z_DIM = 100
+STAGES = ["MNIST", "faces"]  # at the notebook's sizes for each
 
 
 def random_batches(shape, batch_size, steps, seed=0):
@@ -79,19 +80,20 @@ def train_seconds(notebook, dataset, filters, scratch):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--notebook", type=Path, default=NOTEBOOK, help="the notebook to measure (default: this one)")
-    parser.add_argument("--stages", nargs="+", choices=["MNIST", "faces"], default=["MNIST", "faces"],
+    parser.add_argument("--stages", nargs="+", choices=STAGES, default=STAGES,
                         help="which stages to measure (default: both)")
     parser.add_argument("--repeats", type=int, default=5,
                         help="measurements of each, in turns; the median share is kept (default 5)")
     args = parser.parse_args(argv)
     notebook, defaults = notebook_definitions(args.notebook), notebook_parameters(args.notebook)
     face_size = defaults["celeba_image_size"]
-    stages = [("MNIST", (28, 28, 1), defaults["mnist_batch_size"], defaults["mnist_filters"], 40, 640),
-              ("faces", (face_size, face_size, 3), defaults["celeba_batch_size"], defaults["celeba_filters"], 4, 24)]
+    stages = {"MNIST": ((28, 28, 1), defaults["mnist_batch_size"], defaults["mnist_filters"], 40, 640),
+              "faces": ((face_size, face_size, 3), defaults["celeba_batch_size"], defaults["celeba_filters"], 4, 24)}
     print(f"{args.notebook.name}: the training loop against the bare compiled step, median of {args.repeats}, "
           f"on {os.cpu_count()} CPU cores{' and a GPU' if tf.config.list_logical_devices('GPU') else ''}:")
     with tempfile.TemporaryDirectory() as scratch:
-        for name, shape, batch_size, filters, few, many in (stage for stage in stages if stage[0] in args.stages):
+        for name in args.stages:
+            shape, batch_size, filters, few, many = stages[name]
             datasets = {steps: random_batches(shape, batch_size, steps) for steps in (few, many)}
             bare, loop = [], []
             # In turns, and the share taken within each turn: this machine's speed drifts by 10 % or more
