@@ -135,10 +135,12 @@ PARAMETER_RULES = {  # name: (test, what is allowed)
     "mnist_batch_size": (_whole(1), "a whole number, at least 1"),
     "mnist_learning_rate": (lambda v: _positive_number(v) and v <= 1, "a number above 0, at most 1"),
     "mnist_filters": (_whole(1), "a whole number, at least 1"),
+    "mnist_full_resolution_layer": (lambda v: isinstance(v, bool), "True or False"),
     "celeba_epochs": (_whole(0), "a whole number, 0 or more (0 skips the faces)"),
     "celeba_batch_size": (_whole(1), "a whole number, at least 1"),
     "celeba_learning_rate": (lambda v: _positive_number(v) and v <= 1, "a number above 0, at most 1"),
     "celeba_filters": (_whole(1), "a whole number, at least 1"),
+    "celeba_full_resolution_layer": (lambda v: isinstance(v, bool), "True or False"),
     "celeba_image_size": (lambda v: v in (28, 32, 64) and not isinstance(v, bool), "28, 32 or 64"),
     "max_images": (lambda v: v is None or _whole(1)(v), "None (all of them) or a whole number, at least 1"),
     "sample_every": (lambda v: v is None or _whole(1)(v), "None (ten per stage) or a whole number, at least 1"),
@@ -1325,6 +1327,13 @@ def generate(model_dir, count, seed=0):
 # --- Command line -------------------------------------------------------------------------
 
 
+def _benchmark_recipes_command(args):
+    """`benchmark-recipes`: the benchmark lives in tools/, apart from the lesson; run it as its own program."""
+    import subprocess
+
+    sys.exit(subprocess.run([sys.executable, str(PROJECT_DIR / "tools" / "bench_recipes.py"), *args.options]).returncode)
+
+
 def _generate_command(args):
     """`generate`: write new images from an exported generator, as one grid or one file each."""
     from PIL import Image
@@ -1354,7 +1363,15 @@ def main(argv=None):
                          help="one PNG per image, at the generator's size, into the folder --out (default generated/)")
     command.set_defaults(run=_generate_command)
 
-    args = parser.parse_args(argv)
+    command = commands.add_parser(
+        "benchmark-recipes", add_help=False,
+        help="the notebook's MNIST recipe against two published ones at 60, 150 and 300 s (tools/bench_recipes.py; "
+             "its options, e.g. --budgets, --out, follow; over 20 minutes)")
+    command.set_defaults(run=_benchmark_recipes_command)
+
+    args, args.options = parser.parse_known_args(argv)
+    if args.options and args.command != "benchmark-recipes":  # only the benchmark passes options on
+        parser.error(f"unrecognized arguments: {' '.join(args.options)}")
     args.run(args)
 
 

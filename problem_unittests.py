@@ -4,6 +4,7 @@ Each check builds what it needs, calls the function, and asserts on values and s
 wrong design fails here, next to its definition, rather than as blurry samples an hour later.
 """
 
+import itertools
 import tempfile
 from pathlib import Path
 
@@ -82,34 +83,46 @@ def test_discriminator(discriminator):
     _passed()
 
 
+def _full_size_feature_maps(model, image_shape):
+    """The layers whose output has the image's height and width and more channels than it."""
+    return [layer.name for layer in model.layers
+            if tuple(layer.output.shape[1:3]) == image_shape[:2] and layer.output.shape[-1] > image_shape[-1]]
+
+
 def test_generator(generator):
-    for z_dim in (100, 7):
-        for image_shape in IMAGE_SHAPES:
-            model = generator(z_dim, image_shape)
-            assert model.input_shape == (None, z_dim), f"The input should be (None, {z_dim}), got {model.input_shape}."
-            # Huge z drives every unit hard: only a tanh-like output stays in [-1, 1].
-            z = 100 * tf.random.normal((4, z_dim), seed=1)
-            for training in (False, True):
-                images = model(z, training=training)
-                assert images.shape == (4, *image_shape), \
-                    f"For z_dim={z_dim} the output should be {(4, *image_shape)}, got {images.shape}."
-                assert images.dtype == tf.float32, f"The images should be float32, got {images.dtype}."
-                low, high = float(tf.reduce_min(images)), float(tf.reduce_max(images))
-                assert -1 <= low and high <= 1, f"The images should lie in [-1, 1], got [{low:.3g}, {high:.3g}]."
-            # Each z its own image: a generator that ignores z draws the same image every time.
-            images = model(tf.random.normal((4, z_dim), seed=2), training=False).numpy()
-            spread = float(np.abs(images - images[:1]).max())
-            assert spread > 1e-3, f"Four different z gave the same image (largest difference {spread:.2g}): use z."
-            # The images can reach both ends of [-1, 1], as real images do: driven hard (its weights scaled
-            # up, in float32, where nothing overflows), a tanh output does; a sigmoid's stays in [0, 1].
-            driven = keras.models.clone_model(model, clone_function=lambda layer: layer.__class__.from_config(
-                {**layer.get_config(), "dtype": "float32"}))
-            driven.set_weights([20 * weight for weight in model.get_weights()])
-            images = driven(tf.random.normal((4, z_dim), seed=1), training=False)
+    for z_dim, image_shape, full_resolution_layer in itertools.product((100, 7), IMAGE_SHAPES, (False, True)):
+        model = generator(z_dim, image_shape, full_resolution_layer=full_resolution_layer)
+        assert model.input_shape == (None, z_dim), f"The input should be (None, {z_dim}), got {model.input_shape}."
+        # Huge z drives every unit hard: only a tanh-like output stays in [-1, 1].
+        z = 100 * tf.random.normal((4, z_dim), seed=1)
+        for training in (False, True):
+            images = model(z, training=training)
+            assert images.shape == (4, *image_shape), \
+                f"For z_dim={z_dim} the output should be {(4, *image_shape)}, got {images.shape}."
+            assert images.dtype == tf.float32, f"The images should be float32, got {images.dtype}."
             low, high = float(tf.reduce_min(images)), float(tf.reduce_max(images))
-            assert low < -0.9 and high > 0.9, (
-                f"Driven hard, the images only reach [{low:.3g}, {high:.3g}]: they should be able to reach both "
-                f"-1 and 1, the range of the real images (a tanh output does; a sigmoid's is [0, 1]).")
+            assert -1 <= low and high <= 1, f"The images should lie in [-1, 1], got [{low:.3g}, {high:.3g}]."
+        full_size = _full_size_feature_maps(model, image_shape)
+        if full_resolution_layer:
+            assert full_size, (f"With full_resolution_layer=True the image should be drawn from feature maps of "
+                               f"its own size, {image_shape[:2]}; no layer gives any.")
+        else:
+            assert not full_size, (f"With full_resolution_layer=False the last layer should draw the image from "
+                                   f"half-size feature maps, but {full_size} give full-size ones.")
+        # Each z its own image: a generator that ignores z draws the same image every time.
+        images = model(tf.random.normal((4, z_dim), seed=2), training=False).numpy()
+        spread = float(np.abs(images - images[:1]).max())
+        assert spread > 1e-3, f"Four different z gave the same image (largest difference {spread:.2g}): use z."
+        # The images can reach both ends of [-1, 1], as real images do: driven hard (its weights scaled
+        # up, in float32, where nothing overflows), a tanh output does; a sigmoid's stays in [0, 1].
+        driven = keras.models.clone_model(model, clone_function=lambda layer: layer.__class__.from_config(
+            {**layer.get_config(), "dtype": "float32"}))
+        driven.set_weights([20 * weight for weight in model.get_weights()])
+        images = driven(tf.random.normal((4, z_dim), seed=1), training=False)
+        low, high = float(tf.reduce_min(images)), float(tf.reduce_max(images))
+        assert low < -0.9 and high > 0.9, (
+            f"Driven hard, the images only reach [{low:.3g}, {high:.3g}]: they should be able to reach both "
+            f"-1 and 1, the range of the real images (a tanh output does; a sigmoid's is [0, 1]).")
     _passed()
 
 

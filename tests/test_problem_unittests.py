@@ -170,36 +170,46 @@ def discriminator_adding_weights_every_call(notebook, image_shape):
 # --- generator -------------------------------------------------------------------------------------
 
 
-def generator_at_half_size(notebook, z_dim, image_shape):
+def generator_at_half_size(notebook, z_dim, image_shape, **options):
     """Its last transposed convolution has stride 1, so it never doubles to the full size."""
-    return with_last_layers(notebook["generator"](z_dim, image_shape),
+    return with_last_layers(notebook["generator"](z_dim, image_shape, **options),
                             layers.Conv2DTranspose(image_shape[-1], 4, 1, padding="same"), layers.Activation("tanh"),
                             drop=2)
 
 
-def generator_always_in_colour(notebook, z_dim, image_shape):
-    return with_last_layers(notebook["generator"](z_dim, image_shape),
+def generator_always_in_colour(notebook, z_dim, image_shape, **options):
+    return with_last_layers(notebook["generator"](z_dim, image_shape, **options),
                             layers.Conv2DTranspose(3, 4, 2, padding="same"), layers.Activation("tanh"), drop=2)
 
 
-def generator_without_tanh(notebook, z_dim, image_shape):
-    return with_last_layers(notebook["generator"](z_dim, image_shape), layers.Activation("linear", dtype="float32"))
+def generator_without_tanh(notebook, z_dim, image_shape, **options):
+    return with_last_layers(notebook["generator"](z_dim, image_shape, **options),
+                            layers.Activation("linear", dtype="float32"))
 
 
-def generator_ignoring_z_dim(notebook, z_dim, image_shape):
-    return notebook["generator"](100, image_shape)
+def generator_ignoring_z_dim(notebook, z_dim, image_shape, **options):
+    return notebook["generator"](100, image_shape, **options)
 
 
-def generator_ignoring_z(notebook, z_dim, image_shape):
+def generator_ignoring_z(notebook, z_dim, image_shape, **options):
     """Draws from a constant input: every z gives the same image."""
-    model = notebook["generator"](z_dim, image_shape)
+    model = notebook["generator"](z_dim, image_shape, **options)
     zeros = layers.Dense(z_dim, use_bias=False, kernel_initializer="zeros", trainable=False)
     return keras.Sequential([keras.Input((z_dim,)), zeros, *model.layers])
 
 
-def generator_with_sigmoid(notebook, z_dim, image_shape):
+def generator_with_sigmoid(notebook, z_dim, image_shape, **options):
     """Images in [0, 1]: inside [-1, 1], but never as dark as the real images' -1."""
-    return with_last_layers(notebook["generator"](z_dim, image_shape), layers.Activation("sigmoid", dtype="float32"))
+    return with_last_layers(notebook["generator"](z_dim, image_shape, **options),
+                            layers.Activation("sigmoid", dtype="float32"))
+
+
+def generator_ignoring_full_resolution_layer(notebook, z_dim, image_shape, **options):
+    return notebook["generator"](z_dim, image_shape)
+
+
+def generator_always_with_full_resolution_layer(notebook, z_dim, image_shape, **options):
+    return notebook["generator"](z_dim, image_shape, full_resolution_layer=True)
 
 
 # --- model_loss ------------------------------------------------------------------------------------
@@ -394,7 +404,7 @@ BROKEN = [
     broken("model_inputs", model_inputs_float64, "Both inputs should be float32"),
     broken("model_inputs", model_inputs_without_batch_dimension, r"Real images should be \[batch, height, width"),
     broken("discriminator", discriminator_with_two_logits, r"the output should be \(4, 1\), got \(4, 2\)"),
-    broken("discriminator", discriminator_with_a_map_of_logits, r"the output should be \(4, 1\), got \(4, 7, 7, 1\)"),
+    broken("discriminator", discriminator_with_a_map_of_logits, r"the output should be \(4, 1\), got \(4, 4, 4, 1\)"),
     broken("discriminator", discriminator_with_sigmoid_dense, "should return logits; its last layer applies 'sigmoid'"),
     broken("discriminator", discriminator_with_sigmoid_layer, "should return logits; its last layer applies 'sigmoid'"),
     broken("discriminator", discriminator_built_in_call, "Two calls on the same images disagree"),
@@ -405,6 +415,10 @@ BROKEN = [
     broken("generator", generator_ignoring_z_dim, r"The input should be \(None, 7\)"),
     broken("generator", generator_ignoring_z, "Four different z gave the same image"),
     broken("generator", generator_with_sigmoid, r"should be able to reach both -1 and 1"),
+    broken("generator", generator_ignoring_full_resolution_layer,
+           r"With full_resolution_layer=True the image should be drawn from feature maps of its own size, \(28, 28\)"),
+    broken("generator", generator_always_with_full_resolution_layer,
+           r"With full_resolution_layer=False the last layer should draw the image from half-size feature maps"),
     broken("model_loss", model_loss_labels_swapped, r"\(d_loss, g_loss\) differ from sigmoid cross-entropy"),
     broken("model_loss", model_loss_fakes_through_a_clone, r"\(d_loss, g_loss\) differ from sigmoid cross-entropy"),
     broken("model_loss", model_loss_fakes_through_a_copy_with_the_same_weights, "The gradient of d_loss .* is wrong"),

@@ -43,11 +43,11 @@ def random_batches(shape, batch_size, steps, seed=0):
     return dataset
 
 
-def bare_rate(notebook, dataset, filters, steps):
+def bare_rate(notebook, dataset, filters, full_resolution_layer, steps):
     """Images/s of the compiled step alone, in a loop that reads nothing back until the end."""
     image_shape = dataset.element_spec.shape[1:]
     discriminator = notebook["discriminator"](image_shape, filters)
-    generator = notebook["generator"](Z_DIM, image_shape, filters)
+    generator = notebook["generator"](Z_DIM, image_shape, filters, full_resolution_layer)
     train_step = notebook["model_opt"](discriminator, generator, 2e-4, 0.5)[0]
     noise = tf.random.Generator.from_seed(0)
     strategy = tf.distribute.get_strategy()
@@ -68,12 +68,12 @@ def bare_rate(notebook, dataset, filters, steps):
     return steps * dataset.element_spec.shape[0] / (time.perf_counter() - start)
 
 
-def train_seconds(notebook, dataset, filters, scratch):
+def train_seconds(notebook, dataset, filters, full_resolution_layer, scratch):
     """Wall-clock seconds of the notebook's whole `train` on `dataset`, one epoch, from scratch."""
     run_dir = Path(tempfile.mkdtemp(dir=scratch))
     start = time.perf_counter()
     notebook["train"](dataset, "benchmark", 1, Z_DIM, 2e-4, 0.5, run_dir, run_dir / "images", sample_every=10**9,
-                      filters=filters)
+                      filters=filters, full_resolution_layer=full_resolution_layer)
     return time.perf_counter() - start
 
 
@@ -87,21 +87,24 @@ def main(argv=None):
     args = parser.parse_args(argv)
     notebook, defaults = notebook_definitions(args.notebook), notebook_parameters(args.notebook)
     face_size = defaults["celeba_image_size"]
-    stages = {"MNIST": ((28, 28, 1), defaults["mnist_batch_size"], defaults["mnist_filters"], 40, 640),
-              "faces": ((face_size, face_size, 3), defaults["celeba_batch_size"], defaults["celeba_filters"], 4, 24)}
+    stages = {"MNIST": ((28, 28, 1), defaults["mnist_batch_size"], defaults["mnist_filters"],
+                        defaults["mnist_full_resolution_layer"], 40, 640),
+              "faces": ((face_size, face_size, 3), defaults["celeba_batch_size"], defaults["celeba_filters"],
+                        defaults["celeba_full_resolution_layer"], 4, 24)}
     print(f"{args.notebook.name}: the training loop against the bare compiled step, median of {args.repeats}, "
           f"on {os.cpu_count()} CPU cores{' and a GPU' if tf.config.list_logical_devices('GPU') else ''}:")
     with tempfile.TemporaryDirectory() as scratch:
         for name in args.stages:
-            shape, batch_size, filters, few, many = stages[name]
+            shape, batch_size, filters, full_resolution_layer, few, many = stages[name]
             datasets = {steps: random_batches(shape, batch_size, steps) for steps in (few, many)}
             bare, loop = [], []
             # In turns, and the share taken within each turn: this machine's speed drifts by 10 % or more
             # from one minute to the next, more than the loop's cost we are after.
             for _ in range(args.repeats):
-                bare.append(bare_rate(notebook, datasets[many], filters, many - few))
-                loop.append((many - few) * batch_size / (train_seconds(notebook, datasets[many], filters, scratch) -
-                                                         train_seconds(notebook, datasets[few], filters, scratch)))
+                bare.append(bare_rate(notebook, datasets[many], filters, full_resolution_layer, many - few))
+                seconds = [train_seconds(notebook, datasets[steps], filters, full_resolution_layer, scratch)
+                           for steps in (many, few)]
+                loop.append((many - few) * batch_size / (seconds[0] - seconds[1]))
             shares = np.array(loop) / np.array(bare)
             print(f"  {name} {'x'.join(map(str, shape))}, batches of {batch_size}, width {filters}: bare step "
                   f"{np.median(bare):,.0f} images/s, train {np.median(loop):,.0f} images/s: "

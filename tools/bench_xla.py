@@ -27,12 +27,15 @@ def benchmark_xla(steps=20):
     print(f"The notebook's training step on this {device}, {steps} steps timed after 2 warm-up steps (images/s):")
     defaults = notebook_parameters()
     face_size = defaults["celeba_image_size"]
-    stages = [("MNIST", (28, 28, 1), defaults["mnist_batch_size"], defaults["mnist_filters"]),
-              ("faces", (face_size, face_size, 3), defaults["celeba_batch_size"], defaults["celeba_filters"])]
+    stages = [("MNIST", (28, 28, 1), defaults["mnist_batch_size"], defaults["mnist_filters"],
+               defaults["mnist_full_resolution_layer"]),
+              ("faces", (face_size, face_size, 3), defaults["celeba_batch_size"], defaults["celeba_filters"],
+               defaults["celeba_full_resolution_layer"])]
     speedups = {}
-    for name, shape, batch_size, filters in stages:
+    for name, shape, batch_size, filters, full_resolution_layer in stages:
         images = tf.random.uniform([batch_size, *shape], -1, 1, seed=0)
-        plain, xla = (training_rate(images, steps, jit_compile, filters)[0] for jit_compile in (False, True))
+        plain, xla = (training_rate(images, steps, jit_compile, filters, full_resolution_layer)[0]
+                      for jit_compile in (False, True))
         speedups[name] = xla / plain
         print(f"  {name} {'x'.join(map(str, shape))}, batches of {batch_size}, width {filters}: "
               f"{plain:,.0f} without XLA, {xla:,.0f} with XLA")

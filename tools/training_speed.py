@@ -38,15 +38,17 @@ def training_flops(discriminator, generator):
     return 3 * g + 7 * d
 
 
-def training_rate(images, steps, jit_compile=False, filters=64):
+def training_rate(images, steps, jit_compile=False, filters=64, full_resolution_layer=False):
     """Images/s of the notebook's own training step on this machine, on batches like `images`; and its FLOPs/image.
 
-    `filters` is the networks' width; `jit_compile=True` times the step compiled with XLA.
+    `filters` is the networks' width, `full_resolution_layer` the generator's option; `jit_compile=True` times
+    the step compiled with XLA.
     """
     notebook = notebook_definitions()
     discriminator = notebook["discriminator"](images.shape[1:], filters)
-    generator = notebook["generator"](100, images.shape[1:], filters)  # the notebook's z_dim
-    train_step = notebook["model_opt"](discriminator, generator, 2e-4, 0.5, jit_compile)[0]
+    generator = notebook["generator"](100, images.shape[1:], filters, full_resolution_layer)  # the notebook's z_dim
+    train_step = notebook["model_opt"](discriminator, generator, 2e-4, 0.5)[0]
+    train_step = tf.function(train_step.python_function, jit_compile=jit_compile)  # as train compiles it
     z = tf.random.normal([len(images), 100])
     for _ in range(2):  # traces and compiles the step, then warms it up
         float(train_step(images, z)[0])
