@@ -11,9 +11,11 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import sys
 import tempfile
+import threading
 import time
 import urllib.parse
 import urllib.request
@@ -937,6 +939,8 @@ class TrainingRun:
         dataset = self.dataset.repeat().skip(self.step).take(remaining)
         for batch in strategy.experimental_distribute_dataset(dataset):
             yield batch
+            if self._interrupted:
+                raise KeyboardInterrupt  # after a whole step, so the checkpoint holds a consistent state
             if self.out_of_time:
                 print(f"Stopped at step {self.step:,} of {self.total_steps:,}: the time budget of "
                       f"{self.time_budget:g} s is spent.")
@@ -1024,7 +1028,15 @@ class TrainingRun:
         self._first_step = self.step
         self.progress = tqdm(total=self.total_steps, initial=self.step, desc=self.data_name, unit="step")
         self.log = tf.summary.create_file_writer(str(self.run_dir / "logs"))
+        # The stop button sends SIGINT. Python would raise KeyboardInterrupt wherever the code is, and
+        # code in between may swallow it; instead it is noted here and raised between steps.
+        self._interrupted, self._sigint_handler = False, None
+        if threading.current_thread() is threading.main_thread():
+            self._sigint_handler = signal.signal(signal.SIGINT, self._interrupt)
         return self
+
+    def _interrupt(self, signum, frame):
+        self._interrupted = True
 
     def __exit__(self, kind, error, traceback):
         try:
@@ -1039,6 +1051,8 @@ class TrainingRun:
                 self.save()
                 print(f"Stopped at step {self.step:,}; checkpoint saved. Run the cell again to continue from there.")
         finally:
+            if self._sigint_handler is not None:
+                signal.signal(signal.SIGINT, self._sigint_handler)
             self.progress.close()
             self.log.close()
         return False
@@ -1369,9 +1383,10 @@ def main(argv=None):
              "its options, e.g. --budgets, --out, follow; over 20 minutes)")
     command.set_defaults(run=_benchmark_recipes_command)
 
-    args, args.options = parser.parse_known_args(argv)
-    if args.options and args.command != "benchmark-recipes":  # only the benchmark passes options on
-        parser.error(f"unrecognized arguments: {' '.join(args.options)}")
+    args, options = parser.parse_known_args(argv)
+    if options and args.command != "benchmark-recipes":  # only the benchmark passes options on, to its program
+        parser.error(f"unrecognized arguments: {' '.join(options)}")
+    args.options = options
     args.run(args)
 
 

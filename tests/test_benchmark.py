@@ -1,6 +1,6 @@
-"""Tests for the recipes benchmark (`python tools/bench_recipes.py`): the two published
-baselines it trains, the loop that trains them to time budgets, how it runs the notebook, and
-its table. They run on the committed offline MNIST sample, with tiny budgets."""
+"""Tests for the recipes benchmark (`python helper.py benchmark-recipes`, which runs `tools/bench_recipes.py`):
+the two published baselines it trains, the loop that trains them to time budgets, how it runs the notebook,
+and its table. They run on the committed offline MNIST sample, with tiny budgets."""
 
 import json
 import os
@@ -149,3 +149,16 @@ def test_the_table_gives_speed_against_the_peak_and_fd_at_each_budget():
         "|---|---|---|---|---|---|---|---|",
         "| notebook | 64 | 200 | 500 | 100.0 (25%) | 3.00 | 1.25 | 8.50 |",
     ]
+
+
+def test_helper_runs_the_benchmark_as_a_program_of_its_own():
+    import subprocess
+    import sys
+
+    run = subprocess.run([sys.executable, "helper.py", "benchmark-recipes", "--help"], cwd=helper.PROJECT_DIR,
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert "usage: bench_recipes.py" in run.stdout and "--budgets" in run.stdout
+    other = subprocess.run([sys.executable, "helper.py", "generate", "output/mnist", "--budgets", "60"],
+                           cwd=helper.PROJECT_DIR, capture_output=True, text=True, timeout=120)
+    assert other.returncode == 2 and "unrecognized arguments: --budgets 60" in other.stderr

@@ -4,12 +4,13 @@ Each runs from the repository's root, e.g. `python tools/bench_xla.py`; `--help`
 
 - `bench_pipeline.py`: how fast the CelebA input pipeline is, next to what a training step consumes;
 - `bench_xla.py`: the notebook's training step with and without XLA;
-- `bench_recipes.py`: the notebook's MNIST recipe against two published DCGAN recipes (`baselines.py`);
+- `bench_recipes.py`: the notebook's MNIST recipe against two published DCGAN recipes (`baselines.py`); also
+  `python helper.py benchmark-recipes`;
 - `train_classifier.py`: trains the MNIST classifier that measures generated digits;
 - `mnist_floor.py`: the quality measures of real digits, the best a generator can expect;
 - `make_mnist_sample.py`: writes the offline MNIST copy committed in data/;
 - `notebook.py`: the notebook's parameters and definitions, read without running it (also used by the tests).
 
 `training_speed.py` and `baselines.py` are shared by the benchmarks. The tools use helper.py; helper.py never
-uses them.
+imports them (its `benchmark-recipes` command starts bench_recipes.py as a program of its own).
 """
