@@ -9,6 +9,8 @@ import helper
 from support.notebook import notebook_functions
 from support.train_worker import digits
 
+pytestmark = pytest.mark.numerics  # compares float16 and float32 results
+
 
 @pytest.fixture
 def mixed_precision():
@@ -33,9 +35,9 @@ def test_mnist_quality_is_the_same_under_mixed_precision(mixed_precision):
     mixed = helper.MnistQuality(reference=reference)(noisy)
     keras.config.set_dtype_policy("float32")
     plain = helper.MnistQuality(reference=reference)(noisy)
-    # Both compute in float32: equal up to the order of float32 sums (1e-5 relative, stated in the README).
-    assert mixed["fd"] == pytest.approx(plain["fd"], rel=1e-5)
-    assert mixed["score"] == pytest.approx(plain["score"], rel=1e-5)
+    # Both build the classifier in float32 and run it on the same pixels in this one process: the same
+    # operations in the same order, so the same bits, whatever the policy the notebook trained under.
+    assert (mixed["fd"], mixed["score"]) == (plain["fd"], plain["score"])
     np.testing.assert_array_equal(mixed["shares"], plain["shares"])
 
 
@@ -46,7 +48,7 @@ def test_fid_is_the_same_under_mixed_precision(mixed_precision):
     keras.config.set_dtype_policy("float32")
     keras.utils.set_random_seed(0)
     plain = helper.fid(reference, images, weights=None, size=75)
-    assert mixed == pytest.approx(plain, rel=1e-5)
+    assert mixed == plain  # InceptionV3 is built in float32 either way: the same operations, the same bits
 
 
 def test_a_mixed_precision_run_resumes_and_refuses_float32(tmp_path, train, mixed_precision, capsys):
@@ -71,5 +73,8 @@ def test_exported_generator_of_a_mixed_precision_run_is_float32(tmp_path, mixed_
     keras.config.set_dtype_policy("float32")
     exported = keras.saving.load_model(tmp_path / "generator.keras")
     assert {layer.dtype_policy.name for layer in exported.layers} == {"float32"}
-    # The same weights, now computed in float32: as close as float16 maths gets.
-    np.testing.assert_allclose(exported(z, training=False), generator(z, training=False), atol=2e-2)
+    # The same weights, now computed in float32. float16 keeps 11 significant bits (rounding 2**-11 relative) at
+    # about 5 operations per layer (inputs, weights, output, batch norm's shift and scale): over the generator's
+    # 3 layers, within 15 such roundings of the images' size.
+    images = generator(z, training=False)
+    np.testing.assert_allclose(exported(z, training=False), images, atol=15 * 2.0**-11 * float(tf.reduce_max(tf.abs(images))))

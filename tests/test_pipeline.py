@@ -12,7 +12,12 @@ import pytest
 
 import helper
 
+pytestmark = pytest.mark.numerics  # compares resized pixels within a rounding tolerance
+
 COUNT, SIZE, BATCH = 50, 32, 10
+# The uint8 cache rounds each pixel to the nearest of 256 levels, 2/255 apart in [-1, 1]: off by at most half of
+# that, plus a few float32 roundings (2**-24 relative) of values of size 1.
+HALF_LEVEL = 1 / 255 + 8 * 2.0**-24
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +70,7 @@ def epoch_order(dataset, reference):
     images = np.concatenate(list(dataset.as_numpy_iterator()))
     differences = np.abs(images[:, np.newaxis] - reference[np.newaxis]).max(axis=(2, 3, 4))
     order = differences.argmin(axis=1)
-    assert differences.min(axis=1).max() <= 1 / 255 + 1e-6  # the uint8 cache rounds to the nearest level
+    assert differences.min(axis=1).max() <= HALF_LEVEL
     return order
 
 
@@ -94,7 +99,7 @@ def test_cache_is_rebuilt_when_the_size_changes(files, tmp_path):
     rebuilt = build_of(cache)
     assert rebuilt != first
     np.testing.assert_allclose(helper.to_unit_range(helper.face_cache(files, 28, cache)[0]), reference_faces(files, 28),
-                               atol=1 / 255 + 1e-6)
+                               atol=HALF_LEVEL)
     assert build_of(cache) == rebuilt
 
 
@@ -111,7 +116,7 @@ def test_cache_is_rebuilt_when_the_files_change(files, change):
     changed = change(files)
     faces, _ = helper.face_cache(changed, SIZE)
     assert build_of(helper.face_cache_path(changed, SIZE)) != first
-    np.testing.assert_allclose(helper.to_unit_range(faces), reference_faces(changed), atol=1 / 255 + 1e-6)
+    np.testing.assert_allclose(helper.to_unit_range(faces), reference_faces(changed), atol=HALF_LEVEL)
 
 
 def only_a_part(cache):
@@ -149,7 +154,7 @@ def test_a_half_written_or_foreign_cache_is_not_used(files, damage):
     damaged = build_of(cache) if cache.exists() else None
     faces, _ = helper.face_cache(files, SIZE)
     assert build_of(cache) not in (built, damaged)  # rebuilt: neither kept nor put back as it was
-    np.testing.assert_allclose(helper.to_unit_range(faces), reference_faces(files), atol=1 / 255 + 1e-6)
+    np.testing.assert_allclose(helper.to_unit_range(faces), reference_faces(files), atol=HALF_LEVEL)
     assert sorted(p.name for p in cache.parent.glob(f"{cache.stem}*")) == [f"{cache.stem}.json", cache.name]
 
 

@@ -12,6 +12,8 @@ from PIL import Image
 
 import helper
 
+pytestmark = pytest.mark.numerics  # compares generated images and Fréchet distances within rounding tolerances
+
 Z_DIM = 6
 SHAPE = (8, 12, 3)
 WEIGHTS_URL = "https://storage.googleapis.com/tensorflow/keras-applications/inception_v3/weights.h5"
@@ -49,8 +51,10 @@ def test_slerp_keeps_the_length_where_a_straight_line_would_not():
     b *= np.linalg.norm(a) / np.linalg.norm(b)
     path = helper.slerp(a, b, np.linspace(0, 1, 9))
     np.testing.assert_array_equal(path[[0, -1]], [a, b])
-    np.testing.assert_allclose(np.linalg.norm(path, axis=1), np.linalg.norm(a))
-    np.testing.assert_allclose(np.diff(np.sum(path[1:] * path[:-1], axis=1)), 0, atol=1e-9)  # equal angular steps
+    # float64 sums of 100 terms are off by at most 100 roundings (2.2e-16 each) of their size (about 100 here):
+    # within 1e-12 relative for the lengths, 100 x 100 x 2.2e-16 = 2.2e-12 for the dot products.
+    np.testing.assert_allclose(np.linalg.norm(path, axis=1), np.linalg.norm(a), rtol=1e-12)
+    np.testing.assert_allclose(np.diff(np.sum(path[1:] * path[:-1], axis=1)), 0, atol=1e-11)  # equal angular steps
     assert np.linalg.norm((a + b) / 2) < 0.8 * np.linalg.norm(a)  # what a straight line would do midway
 
 
@@ -58,7 +62,9 @@ def test_latent_walk_goes_through_the_generators_images_at_its_points(generator)
     walk = helper.latent_walk(generator, Z_DIM, points=3, steps=5, seed=1)
     assert walk.shape == (2 * 5, *SHAPE)
     at_points = np.asarray(generator(helper.noise(3, Z_DIM, seed=1), training=False))
-    np.testing.assert_allclose(walk[[0, 4, 5, 9]], at_points[[0, 1, 1, 2]], atol=1e-6)
+    # The same z, in batches of other sizes: the dense layer's 6 products (each below 1) may be summed in
+    # another order, off by at most 6 float32 roundings (2**-24 relative), and tanh does not magnify them.
+    np.testing.assert_allclose(walk[[0, 4, 5, 9]], at_points[[0, 1, 1, 2]], atol=6 * 2.0**-24)
     np.testing.assert_array_equal(walk, helper.latent_walk(generator, Z_DIM, points=3, steps=5, seed=1))
     assert not np.allclose(walk, helper.latent_walk(generator, Z_DIM, points=3, steps=5, seed=2))
 
@@ -125,6 +131,8 @@ def test_frechet_distance_of_shifted_and_scaled_gaussians(mean, scale):
     rng = np.random.default_rng(0)
     a, b = rng.standard_normal((samples, dims)), mean + scale * rng.standard_normal((samples, dims))
     expected = dims * mean**2 + dims * (1 - scale) ** 2
+    # Sampling error, not rounding: from 200,000 samples each mean is within 3 / sqrt(200,000) = 0.7 % of a unit
+    # and each variance within 3 sqrt(2 / 200,000) = 1 % (three standard errors), so 1 % of the result, or 0.01.
     assert helper.frechet_distance(a, b) == pytest.approx(expected, rel=0.01, abs=0.01)
 
 
@@ -142,9 +150,12 @@ def test_fid_of_a_set_with_itself_is_zero(monkeypatch):
 
     [(features, features_again)] = compared
     assert features.shape == (12, 2048)
-    np.testing.assert_allclose(features_again, features, rtol=1e-5)  # uint8 or [-1, 1] floats: the same pixels
+    np.testing.assert_array_equal(features_again, features)  # uint8 or [-1, 1] floats: the same pixels, the same bits
     spread = np.trace(np.cov(features, rowvar=False))
-    assert spread > 0 and abs(same) < 1e-6 * spread
+    # 0 in exact arithmetic. 12 images span 11 of the 2,048 dimensions: each of the other 2,037 eigenvalues of the
+    # covariance's square comes out of a float64 eigendecomposition as at most 2,048 x 2.2e-16 of the largest,
+    # and its square root, sqrt(2,048 x 2.2e-16) = 6.7e-7 of it, counts twice: within 2 x 2,037 x 6.7e-7 = 2.7e-3.
+    assert spread > 0 and abs(same) < 2 * 2037 * np.sqrt(2048 * np.finfo(np.float64).eps) * spread
 
 
 @pytest.mark.parametrize("failure", [

@@ -3,9 +3,11 @@
     python tests/support/distribute_worker.py OUT_DIR
 
 The two replicas are the CPU split into two logical devices, which must happen before TensorFlow
-starts: hence a process of its own. Each run writes OUT_DIR/<run>.npz: the global losses and
-every variable of both networks (weights and batch-norm statistics) after the step. Last, `train`
-runs a few steps on two replicas and writes its losses to OUT_DIR/train.npz.
+starts: hence a process of its own. The step is the notebook's, computed in float64 throughout
+(`float64_notebook_functions`), so that one device and two replicas can differ only by float64's
+rounding. Each run writes OUT_DIR/<run>.npz: the global losses and every variable of both
+networks (weights and batch-norm statistics) after the step. Last, the notebook's own `train`
+runs a few steps on two replicas, as it is (float32), and writes its losses to OUT_DIR/train.npz.
 """
 
 import sys
@@ -15,15 +17,16 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from support.notebook import notebook_functions
+from support.notebook import float64_notebook_functions, notebook_functions
 from support.train_worker import digits
 
 IMAGE_SHAPE, Z_DIM, BATCH, LEARNING_RATE = (28, 28, 1), 8, 16, 2e-4
 
 
-def batch():
+def batch(dtype=tf.float32):
     """A global batch of real digits and its noise, the same in every process."""
-    return next(iter(digits(BATCH))), tf.random.stateless_normal([BATCH, Z_DIM], seed=[0, 1])
+    images, z = next(iter(digits(BATCH))), tf.random.stateless_normal([BATCH, Z_DIM], seed=[0, 1])
+    return tf.cast(images, dtype), tf.cast(z, dtype)
 
 
 def networks(notebook, initial=None):
@@ -46,7 +49,7 @@ def one_step(notebook, strategy, initial, synchronized=True):
     Each replica trains on its share of `batch()`. `synchronized=False` makes batch norm use
     each replica's share alone: the mistake the test must be able to see.
     """
-    images, z = batch()
+    images, z = batch(tf.float64)
     with strategy.scope():
         models = networks(notebook, initial)
         train_step = notebook["model_opt"](*models, LEARNING_RATE, beta1=0.5)[0]
@@ -74,12 +77,12 @@ if __name__ == "__main__":
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     out = Path(sys.argv[1])
-    notebook = notebook_functions()
+    notebook = float64_notebook_functions()
     initial = [model.get_weights() for model in networks(notebook)]
     two_cpus = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     np.savez(out / "one_device.npz", **one_step(notebook, tf.distribute.get_strategy(), initial))
     np.savez(out / "two_replicas.npz", **one_step(notebook, two_cpus, initial))
     np.savez(out / "unsynchronized_batch_norm.npz", **one_step(notebook, two_cpus, initial, synchronized=False))
-    _, losses = notebook["train"](digits(BATCH).take(3), "two replicas", 1, Z_DIM, LEARNING_RATE, 0.5, out / "run",
+    _, losses = notebook_functions()["train"](digits(BATCH).take(3), "two replicas", 1, Z_DIM, LEARNING_RATE, 0.5, out / "run",
                                   out / "images", sample_every=2, strategy=two_cpus)
     np.savez(out / "train.npz", losses=losses)
