@@ -1,7 +1,8 @@
 """A check for each network function the notebook defines.
 
-Each check builds what it needs, calls the function, and asserts on values and shapes, so a
-wrong design fails here, next to its definition, rather than as blurry samples an hour later.
+Each check builds what it needs, calls the function, and asserts on what it does (values,
+shapes, gradients, what changes and what must not), so a wrong design fails here, next to its
+definition, rather than as blurry samples an hour later.
 """
 
 import itertools
@@ -15,6 +16,7 @@ from IPython.utils.capture import capture_output
 from keras import layers
 
 IMAGE_SHAPES = [(28, 28, 1), (32, 32, 3), (64, 64, 3)]
+FLOAT32_ROUNDING = 2.0**-24  # float32 keeps 24 significant bits: each operation rounds by at most this, relatively
 
 
 def _passed():
@@ -31,12 +33,16 @@ def _tiny_networks(image_shape=(8, 8, 1), z_dim=5, batch_norm=False, dtype=None)
         return [layers.BatchNormalization(dtype=dtype)] if batch_norm else []
 
     discriminator = keras.Sequential(
-        [keras.Input(image_shape), layers.Conv2D(4, 3, 2, padding="same", dtype=dtype), *norm(),
-         layers.LeakyReLU(0.2, dtype=dtype), layers.Flatten(dtype=dtype), layers.Dense(1, dtype="float32")]
+        # No bias before LeakyReLU: on CPUs where TensorFlow uses oneDNN, its graph optimizer fails to fuse that
+        # pattern's gradient and logs an error line; the networks compute the same either way.
+        [keras.Input(image_shape), layers.Conv2D(4, 3, 2, padding="same", use_bias=False, dtype=dtype), *norm(),
+         layers.LeakyReLU(0.2, dtype=dtype), layers.Flatten(dtype=dtype), layers.Dense(1, dtype="float32")],
+        name="tiny_discriminator",
     )
     generator = keras.Sequential(
         [keras.Input((z_dim,)), layers.Dense(int(np.prod(image_shape)), dtype=dtype), *norm(),
-         layers.Reshape(image_shape, dtype=dtype), layers.Activation("tanh", dtype="float32")]
+         layers.Reshape(image_shape, dtype=dtype), layers.Activation("tanh", dtype="float32")],
+        name="tiny_generator",
     )
     return discriminator, generator
 
@@ -48,6 +54,63 @@ def _reference_losses(discriminator, generator, real_images, z):
     d_loss = tf.reduce_mean(tf.nn.softplus(-real_logits)) + tf.reduce_mean(tf.nn.softplus(fake_logits))
     g_loss = tf.reduce_mean(tf.nn.softplus(-fake_logits))
     return d_loss, g_loss
+
+
+def _float32_layer(layer):
+    try:
+        return layer.__class__.from_config({**layer.get_config(), "dtype": "float32"})
+    except (TypeError, ValueError):  # e.g. a Lambda layer's function cannot be rebuilt from its config
+        if layer.weights:
+            raise
+        return layer  # no weights: it can be shared as it is
+
+
+def _driven(model, inputs, scale=20):
+    """The network's outputs for `inputs` with its weights multiplied by `scale`: driven hard.
+
+    Computed on a float32 copy, where nothing overflows; a network that cannot be copied (a subclassed
+    model) is driven in place, its weights restored afterwards.
+    """
+    try:
+        copy = keras.models.clone_model(model, clone_function=_float32_layer)
+    except (TypeError, ValueError):
+        weights = model.get_weights()
+        model.set_weights([scale * weight for weight in weights])
+        try:
+            return tf.cast(model(inputs, training=False), tf.float32)
+        finally:
+            model.set_weights(weights)
+    copy.set_weights([scale * weight for weight in model.get_weights()])
+    return copy(inputs, training=False)
+
+
+def _check_trainable(model, inputs, network, input_name):
+    """Every layer trains, and the output's gradient reaches every weight and the input."""
+    frozen = [layer.name for layer in model.layers if layer.weights and not layer.trainable]
+    assert model.trainable and not frozen, (
+        f"The {network}'s layers {frozen or 'all'} are frozen (trainable=False): its optimizer would never train them.")
+    assert model.trainable_variables, f"The {network} has no weights to train."
+    inputs = tf.convert_to_tensor(inputs)
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(inputs)
+        outputs = tf.cast(model(inputs, training=True), tf.float32)
+        # A random mix of the outputs: unlike their sum, batch norm cannot cancel it.
+        projected = tf.reduce_sum(outputs * tf.random.stateless_normal(tf.shape(outputs), seed=[7, 7]))
+    unreached = [variable.path for variable, gradient in
+                 zip(model.trainable_variables, tape.gradient(projected, model.trainable_variables)) if gradient is None]
+    assert not unreached, (f"The {network}'s output does not depend on the weights {unreached}: each layer must be "
+                           f"used, with nothing like tf.stop_gradient in between.")
+    gradient = tape.gradient(projected, inputs)
+    assert gradient is not None and np.any(gradient.numpy() != 0), (
+        f"No gradient reaches the {network}'s input ({input_name}) from its output: the "
+        + ("generator learns through the discriminator's gradient, so nothing may stop it (tf.stop_gradient, "
+           "rounding, casting to integers)." if network == "discriminator" else "images must depend on z smoothly."))
+
+
+def _check_width(narrow, wide, network):
+    assert narrow.count_params() < wide.count_params(), (
+        f"The {network}'s width should follow `filters`: filters=8 and filters=16 give {narrow.count_params():,} and "
+        f"{wide.count_params():,} weights.")
 
 
 def test_model_inputs(model_inputs):
@@ -74,12 +137,26 @@ def test_discriminator(discriminator):
             f"The logits should be float32, got {logits.dtype}: in mixed precision give the last layer "
             f"dtype=\"float32\".")
         n_variables = len(model.variables)
-        # Both the real and the fake pass go through the same weights: calling again must
-        # neither create variables nor give another answer.
+        # Both the real and the fake pass go through the same weights: calling again must neither create
+        # variables nor give other logits. The same weights can differ only by their sums' order (on a GPU), a
+        # few of float16's last bits (2**-11 each); other weights give logits of their own: 1 % of their size
+        # (2**-7) lies between the two.
         again = model(images, training=False)
         assert len(model.variables) == n_variables, "A second call created new weights: they are not shared."
-        np.testing.assert_allclose(again, logits, rtol=1e-5, atol=1e-6,
+        scale = float(tf.reduce_max(tf.abs(logits)))
+        np.testing.assert_allclose(again, logits, rtol=0, atol=2**-7 * scale,
                                    err_msg="Two calls on the same images disagree: the weights are not shared.")
+        assert len(np.unique(logits.numpy())) > 1, (
+            f"Four different images gave the same logit {float(logits[0, 0]):.4g}: the discriminator must look at "
+            f"its input.")
+        # Logits are unbounded. Driven hard (its weights scaled up, in float32), a network whose output is logits
+        # gives large ones; a sigmoid at the end keeps them in [0, 1], a tanh in [-1, 1].
+        driven = _driven(model, images)
+        largest = float(tf.reduce_max(tf.abs(driven)))
+        assert largest > 2, (f"Driven hard, the outputs stay within [-{largest:.3g}, {largest:.3g}]: they should be "
+                             f"logits, unbounded, not squashed by a sigmoid or tanh (the loss applies the sigmoid).")
+        _check_trainable(model, images, "discriminator", "the images")
+    _check_width(discriminator((28, 28, 1), filters=8), discriminator((28, 28, 1), filters=16), "discriminator")
     _passed()
 
 
@@ -109,48 +186,64 @@ def test_generator(generator):
         else:
             assert not full_size, (f"With full_resolution_layer=False the last layer should draw the image from "
                                    f"half-size feature maps, but {full_size} give full-size ones.")
-        # Each z its own image: a generator that ignores z draws the same image every time.
-        images = model(tf.random.normal((4, z_dim), seed=2), training=False).numpy()
+        # Each z its own image: a generator that ignores z draws the same image every time. Different z move
+        # pixels by far more than float16's spacing near 1 (2**-10 = 9.8e-4).
+        z = tf.random.normal((4, z_dim), seed=2)
+        images = model(z, training=False).numpy()
         spread = float(np.abs(images - images[:1]).max())
-        assert spread > 1e-3, f"Four different z gave the same image (largest difference {spread:.2g}): use z."
+        assert spread > 2**-10, f"Four different z gave the same image (largest difference {spread:.2g}): use z."
         # The images can reach both ends of [-1, 1], as real images do: driven hard (its weights scaled
         # up, in float32, where nothing overflows), a tanh output does; a sigmoid's stays in [0, 1].
-        driven = keras.models.clone_model(model, clone_function=lambda layer: layer.__class__.from_config(
-            {**layer.get_config(), "dtype": "float32"}))
-        driven.set_weights([20 * weight for weight in model.get_weights()])
-        images = driven(tf.random.normal((4, z_dim), seed=1), training=False)
+        images = _driven(model, tf.random.normal((4, z_dim), seed=1))
         low, high = float(tf.reduce_min(images)), float(tf.reduce_max(images))
         assert low < -0.9 and high > 0.9, (
             f"Driven hard, the images only reach [{low:.3g}, {high:.3g}]: they should be able to reach both "
             f"-1 and 1, the range of the real images (a tanh output does; a sigmoid's is [0, 1]).")
+        _check_trainable(model, z, "generator", "z")
+    _check_width(generator(7, (28, 28, 1), filters=8), generator(7, (28, 28, 1), filters=16), "generator")
     _passed()
 
 
 def test_model_loss(model_loss):
     # In float32 whatever the precision policy: this checks the losses' maths, compared at float32's precision.
-    discriminator, generator = _tiny_networks(dtype="float32")
+    discriminator, generator = _tiny_networks(batch_norm=True, dtype="float32")
     real_images = tf.random.uniform((6, 8, 8, 1), -1, 1, seed=2)
     z = tf.random.normal((6, 5), seed=3)
+    networks = {"discriminator": discriminator, "generator": generator}
     n_variables = len(discriminator.variables) + len(generator.variables)
+    statistics = {v.path: v.numpy() for network in networks.values() for v in network.non_trainable_variables}
     with tf.GradientTape(persistent=True) as tape:
         d_loss, g_loss = model_loss(discriminator, generator, real_images, z)
     assert d_loss.shape == () and g_loss.shape == (), "Each loss should be a scalar (a mean over the batch)."
     assert len(discriminator.variables) + len(generator.variables) == n_variables, "model_loss created weights."
-    # A fake pass through any discriminator but the given one gives other values.
+    # Batch norm learns from each batch only when its network is called with training=True.
+    for name, network in networks.items():
+        unchanged = [v.path for v in network.non_trainable_variables if np.array_equal(v.numpy(), statistics[v.path])]
+        assert not unchanged, (f"The {name}'s batch-norm statistics {unchanged} did not change: in model_loss call "
+                               f"both networks with training=True.")
+    # A fake pass through any discriminator but the given one gives other values. Two correct ways of writing
+    # the cross-entropy (softplus, or max(x, 0) - x z + log(1 + exp(-|x|))) round differently: at most about
+    # 10 float32 roundings per term, in sums of 6 terms, so within 60 x 2**-24 = 3.6e-6 relative; 1e-5 allows that.
     with tf.GradientTape(persistent=True) as reference_tape:
         expected = _reference_losses(discriminator, generator, real_images, z)
     np.testing.assert_allclose([d_loss, g_loss], expected, rtol=1e-5,
                                err_msg="(d_loss, g_loss) differ from sigmoid cross-entropy with labels "
                                        "real=1, fake=0 for D and fake=1 for G, through one shared discriminator.")
     # ...unless it is a copy with the same weights: then the values agree, but D's loss on the fakes
-    # trains the copy, so the gradients differ.
+    # trains the copy, so the gradients differ. The gradients carry the losses' rounding through the
+    # networks' sums (at most 64 terms here): within 64 x 60 x 2**-24 = 2.3e-4 relative, or that much of the
+    # network's largest gradient for those that cancel to about 0 (a bias before batch norm). A wrong gradient
+    # is off by whole terms.
+    tolerance = 64 * 60 * FLOAT32_ROUNDING
     for name, loss, expected_loss, network in [("d_loss", d_loss, expected[0], discriminator),
                                                ("g_loss", g_loss, expected[1], generator)]:
+        expected_gradients = reference_tape.gradient(expected_loss, network.trainable_variables)
+        largest = max(float(np.abs(gradient).max()) for gradient in expected_gradients)
         for variable, gradient, expected_gradient in zip(network.trainable_variables,
                                                          tape.gradient(loss, network.trainable_variables),
-                                                         reference_tape.gradient(expected_loss,
-                                                                                 network.trainable_variables)):
-            assert gradient is not None and np.allclose(gradient, expected_gradient, rtol=1e-4, atol=1e-7), (
+                                                         expected_gradients):
+            assert gradient is not None and np.allclose(gradient, expected_gradient, rtol=tolerance,
+                                                        atol=tolerance * largest), (
                 f"The gradient of {name} for {variable.path} is wrong although the value is right: score the "
                 f"real and the fake images with the discriminator given, not a copy, and don't stop gradients."
             )
@@ -182,16 +275,18 @@ def test_model_opt(model_opt):
     iterations = [int(o.iterations) for o in (d_optimizer, g_optimizer)]
     assert iterations == [1, 1], f"One call of train_step should update each optimizer once; their counts: {iterations}."
 
-    # Adam's first step moves each weight by the learning rate against its own loss's gradient.
-    # A weight also moved by the other optimizer, or not at all, is off by a whole step.
+    # Adam's first step moves each weight by lr g / (|g| + 1e-7): for |g| above 1e-4, the learning rate to within
+    # 0.1 %, against its own loss's gradient. A weight also moved by the other optimizer, or not at all, is off by
+    # a whole step (0.1 lr tells them apart). In mixed precision the step's float16 gradients and the reference's
+    # may disagree in sign where they nearly cancel: at least 90 % of the clear ones must agree.
     for name, (network, gradients) in directions.items():
         for variable, gradient in zip(network.trainable_variables, gradients):
             step = variable.numpy() - before[id(variable)]
-            clear = np.abs(gradient.numpy()) > 1e-4  # tiny gradients take smaller Adam steps
+            clear = np.abs(gradient.numpy()) > 1e-4
             if not clear.any():  # e.g. a bias that batch norm cancels
                 continue
             expected = -learning_rate * np.sign(gradient.numpy())
-            on_course = np.isclose(step, expected, atol=0.1 * learning_rate)[clear].mean()
+            on_course = np.isclose(step, expected, rtol=0, atol=0.1 * learning_rate)[clear].mean()
             assert on_course > 0.9, (
                 f"Only {on_course:.0%} of {name} weights {variable.path} took one Adam step against the "
                 f"{name} loss: each optimizer must update only its own network with its own loss."
@@ -200,6 +295,16 @@ def test_model_opt(model_opt):
         for variable in network.non_trainable_variables:
             assert not np.array_equal(variable.numpy(), before[id(variable)]), \
                 f"Batch-norm statistic {variable.path} did not change: call the networks with training=True."
+    # Each optimizer is the one of its network: with its learning rate at 0, that network stands still.
+    for name, optimizer, network in [("d_optimizer", d_optimizer, discriminator),
+                                     ("g_optimizer", g_optimizer, generator)]:
+        weights = [v.numpy() for v in network.trainable_variables]
+        optimizer.learning_rate = 0.0
+        train_step(real_images, z)
+        optimizer.learning_rate = learning_rate
+        moved = [v.path for v, w in zip(network.trainable_variables, weights) if not np.array_equal(v.numpy(), w)]
+        assert not moved, (f"With {name}'s learning rate at 0, {moved} still moved: return the optimizers in the "
+                           f"order (train_step, d_optimizer, g_optimizer), each updating its own network.")
     _check_adam_steps(model_opt)
     _passed()
 
@@ -215,20 +320,31 @@ def _check_adam_steps(model_opt, steps=3, learning_rate=0.01, beta1=0.3):
         copy.set_weights(network.get_weights())
     train_step = model_opt(*networks, learning_rate, beta1)[0]
     optimizers = [keras.optimizers.Adam(learning_rate, beta_1=beta1) for _ in reference]
+    clear = [np.ones(v.shape, bool) for copy in reference for v in copy.trainable_variables]
     for step in range(steps):
         real_images = tf.random.uniform((6, 8, 8, 1), -1, 1, seed=10 + step)
         z = tf.random.normal((6, 5), seed=20 + step)
-        train_step(real_images, z)
+        losses = train_step(real_images, z)
         with tf.GradientTape(persistent=True) as tape:
-            losses = _reference_losses(*reference, real_images, z)
-        for loss, network, optimizer in zip(losses, reference, optimizers):
-            optimizer.apply_gradients(zip(tape.gradient(loss, network.trainable_variables),
-                                          network.trainable_variables))
-    for network, copy in zip(networks, reference):
-        for variable, expected in zip(network.trainable_variables, copy.trainable_variables):
-            assert np.allclose(variable.numpy(), expected.numpy(), atol=0.02 * learning_rate), (
-                f"After {steps} steps, {variable.path} is not where Adam(learning_rate={learning_rate}, "
-                f"beta_1={beta1}) puts it: give each Adam the learning rate and beta1 that model_opt receives.")
+            expected = _reference_losses(*reference, real_images, z)
+        if step == 0:  # the losses of the weights the step starts from (as test_model_loss compares them)
+            np.testing.assert_allclose(losses, expected, rtol=1e-5, err_msg=(
+                "train_step should return (d_loss, g_loss), the losses of the weights it started from."))
+        gradients = [tape.gradient(loss, network.trainable_variables) for loss, network in zip(expected, reference)]
+        clear = [mask & (np.abs(g.numpy()) > 1e-4) for mask, g in zip(clear, sum(gradients, []))]
+        for gradient, network, optimizer in zip(gradients, reference, optimizers):
+            optimizer.apply_gradients(zip(gradient, network.trainable_variables))
+    # Adam divides each gradient by its root mean square: where that stays above 1e-4, a gradient's rounding r
+    # moves a weight by at most 2 lr r / 1e-4 per step. Two correct ways to these gradients differ by a few
+    # float32 roundings of their terms' total size (below 1 here): r < 4 x 2**-24 = 2.4e-7, so 3 steps stay
+    # within 3 x 2 x 2.4e-7 / 1e-4 lr = 0.014 lr, while another beta1 or learning rate moves them by about lr.
+    # (Near-zero gradients, which Adam magnifies up to lr / 1e-7 times, are left out.)
+    variables = [(v, e) for network, copy in zip(networks, reference)
+                 for v, e in zip(network.trainable_variables, copy.trainable_variables)]
+    for (variable, expected), mask in zip(variables, clear):
+        assert np.allclose(variable.numpy()[mask], expected.numpy()[mask], rtol=0, atol=0.03 * learning_rate), (
+            f"After {steps} steps, {variable.path} is not where Adam(learning_rate={learning_rate}, "
+            f"beta_1={beta1}) puts it: give each Adam the learning rate and beta1 that model_opt receives.")
 
 
 def test_train(train):

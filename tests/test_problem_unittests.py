@@ -19,6 +19,8 @@ from IPython.core.interactiveshell import InteractiveShell
 from keras import layers
 from traitlets.config import Config
 
+pytestmark = pytest.mark.numerics  # the checks compare values within float32 and float16 tolerances
+
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # helper and problem_unittests live at the top of the repository
     sys.path.insert(0, str(REPO))
@@ -159,6 +161,50 @@ class NewDiscriminatorEveryCall:
         return self.networks[-1](images, training=training)
 
 
+def with_first_layers(model, *new_layers):
+    """The same network (same layers, same weights) with `new_layers` put before its first layer."""
+    return keras.Sequential([keras.Input(model.input_shape[1:]), *new_layers, *model.layers])
+
+
+def with_gradient_stopped_after(model, position):
+    """The same network with tf.stop_gradient after its layer at `position`: the layers before it learn nothing."""
+    return keras.Sequential([keras.Input(model.input_shape[1:]), *model.layers[: position + 1],
+                             layers.Lambda(keras.ops.stop_gradient), *model.layers[position + 1 :]])
+
+
+def frozen_first_layer(model):
+    model.layers[0].trainable = False
+    return model
+
+
+def discriminator_ignoring_its_input(notebook, image_shape, filters=64):
+    """Multiplies the images by 0 before looking at them: every image gets the same logit."""
+    return with_first_layers(notebook["discriminator"](image_shape, filters), layers.Rescaling(0.0))
+
+
+def discriminator_stopping_the_gradient_to_the_images(notebook, image_shape, filters=64):
+    """The generator learns through D's gradient with respect to the images: here none gets through."""
+    return with_first_layers(notebook["discriminator"](image_shape, filters), layers.Lambda(keras.ops.stop_gradient))
+
+
+def discriminator_stopping_the_gradient_inside(notebook, image_shape, filters=64):
+    return with_gradient_stopped_after(notebook["discriminator"](image_shape, filters), 0)
+
+
+def discriminator_with_a_frozen_layer(notebook, image_shape, filters=64):
+    return frozen_first_layer(notebook["discriminator"](image_shape, filters))
+
+
+def discriminator_ignoring_filters(notebook, image_shape, filters=64):
+    return notebook["discriminator"](image_shape)
+
+
+def discriminator_squashed_by_a_function(notebook, image_shape, filters=64):
+    """A sigmoid applied by a Lambda layer, which declares no activation: only its outputs give it away."""
+    return with_last_layers(notebook["discriminator"](image_shape, filters),
+                            layers.Lambda(keras.ops.sigmoid, dtype="float32"), drop=0)
+
+
 def discriminator_built_in_call(notebook, image_shape):
     return DiscriminatorBuiltInCall(image_shape, notebook["discriminator"])
 
@@ -202,6 +248,18 @@ def generator_with_sigmoid(notebook, z_dim, image_shape, **options):
     """Images in [0, 1]: inside [-1, 1], but never as dark as the real images' -1."""
     return with_last_layers(notebook["generator"](z_dim, image_shape, **options),
                             layers.Activation("sigmoid", dtype="float32"))
+
+
+def generator_stopping_the_gradient_inside(notebook, z_dim, image_shape, **options):
+    return with_gradient_stopped_after(notebook["generator"](z_dim, image_shape, **options), 0)
+
+
+def generator_with_a_frozen_layer(notebook, z_dim, image_shape, **options):
+    return frozen_first_layer(notebook["generator"](z_dim, image_shape, **options))
+
+
+def generator_ignoring_filters(notebook, z_dim, image_shape, filters=64, **options):
+    return notebook["generator"](z_dim, image_shape, **options)
 
 
 def generator_ignoring_full_resolution_layer(notebook, z_dim, image_shape, **options):
@@ -265,12 +323,30 @@ def model_loss_per_example(notebook, discriminator, generator, real_images, z):
     return with_globals(notebook["model_loss"], cross_entropy=per_example)(discriminator, generator, real_images, z)
 
 
+def in_inference_mode(network):
+    return lambda inputs, training=None: network(inputs, training=False)
+
+
 def model_loss_in_inference_mode(notebook, discriminator, generator, real_images, z):
     """Calls the networks with training=False: batch norm uses (and never updates) its running statistics."""
-    def in_inference_mode(network):
-        return lambda inputs, training=None: network(inputs, training=False)
-
     return notebook["model_loss"](in_inference_mode(discriminator), in_inference_mode(generator), real_images, z)
+
+
+def model_loss_generator_in_inference_mode(notebook, discriminator, generator, real_images, z):
+    return notebook["model_loss"](discriminator, in_inference_mode(generator), real_images, z)
+
+
+def model_loss_probabilities_as_logits(notebook, discriminator, generator, real_images, z):
+    """Keras' BinaryCrossentropy() expects probabilities by default; the discriminator gives logits."""
+    return with_globals(notebook["model_loss"], cross_entropy=keras.losses.BinaryCrossentropy())(
+        discriminator, generator, real_images, z)
+
+
+def model_loss_fakes_detached_for_the_generator(notebook, discriminator, generator, real_images, z):
+    """G's loss scores stopped copies of its images: no gradient reaches G."""
+    d_loss, _ = notebook["model_loss"](discriminator, generator, real_images, z)
+    fake_logits = discriminator(tf.stop_gradient(generator(z, training=True)), training=True)
+    return d_loss, notebook["cross_entropy"](tf.ones_like(fake_logits), fake_logits)
 
 
 # --- model_opt -------------------------------------------------------------------------------------
@@ -338,6 +414,21 @@ def model_opt_ignoring_beta1(notebook, discriminator, generator, learning_rate, 
         optimizers=types.SimpleNamespace(Adam=lambda rate, beta_1: keras.optimizers.Adam(rate),
                                          LossScaleOptimizer=keras.optimizers.LossScaleOptimizer)))(
         discriminator, generator, learning_rate, beta1)
+
+
+def model_opt_returning_the_optimizers_swapped(notebook, discriminator, generator, learning_rate, beta1):
+    train_step, d_optimizer, g_optimizer = notebook["model_opt"](discriminator, generator, learning_rate, beta1)
+    return train_step, g_optimizer, d_optimizer
+
+
+def model_opt_returning_the_losses_swapped(notebook, discriminator, generator, learning_rate, beta1):
+    train_step, d_optimizer, g_optimizer = notebook["model_opt"](discriminator, generator, learning_rate, beta1)
+    return (lambda real_images, z: train_step(real_images, z)[::-1]), d_optimizer, g_optimizer
+
+
+def model_opt_ignoring_the_learning_rate(notebook, discriminator, generator, learning_rate, beta1):
+    """Adam at its default learning rate, 1e-3."""
+    return notebook["model_opt"](discriminator, generator, 1e-3, beta1)
 
 
 def model_opt_in_inference_mode(notebook, discriminator, generator, learning_rate, beta1):
@@ -409,12 +500,23 @@ BROKEN = [
     broken("discriminator", discriminator_with_sigmoid_layer, "should return logits; its last layer applies 'sigmoid'"),
     broken("discriminator", discriminator_built_in_call, "Two calls on the same images disagree"),
     broken("discriminator", discriminator_adding_weights_every_call, "A second call created new weights"),
+    broken("discriminator", discriminator_ignoring_its_input, "Four different images gave the same logit"),
+    broken("discriminator", discriminator_stopping_the_gradient_to_the_images,
+           r"No gradient reaches the discriminator's input \(the images\)"),
+    broken("discriminator", discriminator_stopping_the_gradient_inside,
+           "The discriminator's output does not depend on the weights"),
+    broken("discriminator", discriminator_with_a_frozen_layer, r"The discriminator's layers \['conv2d.*'\] are frozen"),
+    broken("discriminator", discriminator_ignoring_filters, "The discriminator's width should follow `filters`"),
+    broken("discriminator", discriminator_squashed_by_a_function, r"Driven hard, the outputs stay within \[-1, 1\]"),
     broken("generator", generator_at_half_size, r"the output should be \(4, 28, 28, 1\), got \(4, 14, 14, 1\)"),
     broken("generator", generator_always_in_colour, r"the output should be \(4, 28, 28, 1\), got \(4, 28, 28, 3\)"),
     broken("generator", generator_without_tanh, r"The images should lie in \[-1, 1\]"),
     broken("generator", generator_ignoring_z_dim, r"The input should be \(None, 7\)"),
     broken("generator", generator_ignoring_z, "Four different z gave the same image"),
     broken("generator", generator_with_sigmoid, r"should be able to reach both -1 and 1"),
+    broken("generator", generator_stopping_the_gradient_inside, "The generator's output does not depend on the weights"),
+    broken("generator", generator_with_a_frozen_layer, r"The generator's layers \['dense.*'\] are frozen"),
+    broken("generator", generator_ignoring_filters, "The generator's width should follow `filters`"),
     broken("generator", generator_ignoring_full_resolution_layer,
            r"With full_resolution_layer=True the image should be drawn from feature maps of its own size, \(28, 28\)"),
     broken("generator", generator_always_with_full_resolution_layer,
@@ -424,6 +526,11 @@ BROKEN = [
     broken("model_loss", model_loss_fakes_through_a_copy_with_the_same_weights, "The gradient of d_loss .* is wrong"),
     broken("model_loss", model_loss_saturating_generator_loss, r"\(d_loss, g_loss\) differ from sigmoid cross-entropy"),
     broken("model_loss", model_loss_per_example, "Each loss should be a scalar"),
+    broken("model_loss", model_loss_in_inference_mode, "The discriminator's batch-norm statistics .* did not change"),
+    broken("model_loss", model_loss_generator_in_inference_mode,
+           "The generator's batch-norm statistics .* did not change"),
+    broken("model_loss", model_loss_probabilities_as_logits, r"\(d_loss, g_loss\) differ from sigmoid cross-entropy"),
+    broken("model_loss", model_loss_fakes_detached_for_the_generator, "The gradient of g_loss .* is wrong"),
     broken("model_opt", model_opt_d_optimizer_on_all_variables, "of generator weights .* took one Adam step"),
     broken("model_opt", model_opt_one_optimizer_for_both_losses, "Each network needs its own optimizer"),
     broken("model_opt", model_opt_one_optimizer_object_for_both_networks, "Each network needs its own optimizer"),
@@ -431,6 +538,10 @@ BROKEN = [
     # Inference-mode batch norm also changes the gradients, so the step check fires before the
     # batch-norm one (in every seed tried); either is a catch.
     broken("model_opt", model_opt_in_inference_mode, "took one Adam step|Batch-norm statistic .* did not change"),
+    broken("model_opt", model_opt_returning_the_optimizers_swapped,
+           r"With d_optimizer's learning rate at 0, \[.*\] still moved"),
+    broken("model_opt", model_opt_returning_the_losses_swapped, r"train_step should return \(d_loss, g_loss\)"),
+    broken("model_opt", model_opt_ignoring_the_learning_rate, "took one Adam step"),
     broken("train", train_without_resuming, "should resume from its last checkpoint"),
     broken("train", train_stepping_twice_per_batch, "each optimizer should have taken 4; the checkpoint says"),
     broken("train", train_without_saving_pictures, r"Saved pictures: \[\]"),
