@@ -22,10 +22,36 @@ import urllib.request
 import zipfile
 from pathlib import Path
 
-import keras
-import numpy as np
-import tensorflow as tf
-from tqdm.auto import tqdm
+
+def _library_logs_to_the_terminal():
+    """In a Jupyter kernel, send what compiled libraries write to stderr to the terminal, not into the cells.
+
+    TensorFlow's C++ side logs straight to file descriptor 2: CUDA and CPU notes at start-up, graph
+    optimizer errors, lines that differ from one machine to the next. ipykernel forwards that descriptor
+    into the running cell's output. While a cell runs, it points here to the kernel's own stderr instead
+    (the terminal that started Jupyter or papermill), as in any script; between cells, back to ipykernel's
+    pipe, which ipykernel closes on shutdown. Python's own output, warnings and errors still show in the cell.
+    """
+    shell = sys.modules["IPython"].get_ipython() if "IPython" in sys.modules else None
+    terminal = getattr(sys.stderr, "_original_stdstream_copy", None)  # there when ipykernel forwards descriptor 2
+    if shell is None or terminal is None or os.path.sameopenfile(2, terminal):  # not a kernel, or done already
+        return
+    pipe = os.dup(2)
+    shell.events.register("pre_run_cell", lambda *_: os.dup2(terminal, 2))
+    shell.events.register("post_run_cell", lambda *_: os.dup2(pipe, 2))
+    os.dup2(terminal, 2)  # for the rest of this cell, which imports TensorFlow next
+
+
+_library_logs_to_the_terminal()
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from tqdm.auto import tqdm  # noqa: E402
+
+# In a notebook, TensorFlow lowers its Python logger to INFO (in scripts it stays at WARNING): its notes on
+# devices and all-reduces would fill the cells. Its warnings and errors still show.
+tf.get_logger().setLevel("WARNING")
 
 PROJECT_DIR = Path(__file__).resolve().parent
 
