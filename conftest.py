@@ -1,11 +1,31 @@
-"""pytest runs the notebook (via nbval) in its quick profile: toy sizes, in a scratch folder.
-In CI (the environment variable CI set), a skipped test fails: there every test must run."""
+"""pytest runs the notebook (via nbval) in its quick profile: toy sizes, in a scratch folder, put into its
+parameters as papermill would (tests/support/quick_profile.py). In CI (the environment variable CI set), a
+skipped test fails: there every test must run."""
 import os
+import sys
+import tempfile
+from pathlib import Path
 
 import pytest
 
-# Read by the notebook's kernel, which inherits this process's environment.
-os.environ["DLND_QUICK_TEST"] = "1"
+sys.path.insert(0, str(Path(__file__).parent / "tests"))  # tests/support, as the tests import it
+
+from support.quick_profile import parameters_source, quick_parameters  # noqa: E402
+
+
+def pytest_collection_modifyitems(items):
+    """Run the notebook's cells in the quick profile: its parameters, set after the last cell that sets them.
+
+    The notebook's cells are marked `numerics`: their outputs are compared, so they run again under a
+    second CPU configuration in CI.
+    """
+    cells = [item for item in items if hasattr(item, "cell")]  # nbval's cells
+    for item in cells:
+        item.add_marker(pytest.mark.numerics)
+    setting = [item for item in cells if {"parameters", "injected-parameters"} & set(item.cell.metadata.get("tags", []))]
+    if setting:
+        folder = tempfile.mkdtemp(prefix="dlnd-quick-test-")
+        setting[-1].cell.source += "\n" + parameters_source(quick_parameters(folder))
 
 
 def _fail_if_skipped_in_ci(report):

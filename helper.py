@@ -14,7 +14,6 @@ import shutil
 import signal
 import socket
 import sys
-import tempfile
 import threading
 import time
 import urllib.parse
@@ -126,20 +125,6 @@ class NoRoomError(RuntimeError):
 # --- The notebook's parameters ------------------------------------------------------------
 
 
-def quick_test_profile():
-    """The notebook's parameters in the tests' quick profile, or {} outside the tests.
-
-    `pytest --nbval` sets `DLND_QUICK_TEST=1`: the notebook then runs at toy sizes in a new scratch
-    folder, never touching your data, outputs or pictures. `DLND_QUICK_TEST=<folder>` uses that folder.
-    """
-    setting = os.environ.get("DLND_QUICK_TEST")
-    if not setting:
-        return {}
-    folder = tempfile.mkdtemp(prefix="dlnd-quick-test-") if setting == "1" else setting
-    return dict(data_dir=folder, output_dir=folder, images_dir=folder, mnist_epochs=1, celeba_epochs=1,
-                celeba_image_size=32, max_images=256, fid_images=100, download_celeba=False)
-
-
 def _whole(low):
     return lambda value: isinstance(value, int) and not isinstance(value, bool) and value >= low
 
@@ -173,6 +158,7 @@ PARAMETER_RULES = {  # name: (test, what is allowed)
     "max_images": (lambda v: v is None or _whole(1)(v), "None (all of them) or a whole number, at least 1"),
     "sample_every": (lambda v: v is None or _whole(1)(v), "None (ten per stage) or a whole number, at least 1"),
     "download_celeba": (lambda v: isinstance(v, bool), "True or False"),
+    "quality_images": (_whole(2), "a whole number, at least 2"),
     "fid_images": (lambda v: v == 0 or _whole(2)(v), "0 (no FID) or a whole number, at least 2"),
     "mnist_time_budget": (lambda v: v is None or _positive_number(v), "None (no limit) or a number of seconds above 0"),
     "mixed_precision": (lambda v: isinstance(v, bool) or v is None, "None (decide by the GPU), True or False"),

@@ -3,7 +3,6 @@ the two published baselines it trains, the loop that trains them to time budgets
 and its table. They run on the committed offline MNIST sample, with tiny budgets."""
 
 import json
-import os
 import time
 from pathlib import Path
 
@@ -116,23 +115,21 @@ def test_a_baseline_trained_to_tiny_budgets_is_measured_at_each(mnist):
 # --- The notebook and the report ----------------------------------------------------------
 
 
-def test_the_notebook_runs_from_scratch_with_the_budget_and_not_in_the_quick_profile(tmp_path, monkeypatch):
-    monkeypatch.setenv("DLND_QUICK_TEST", "1")  # as under pytest; restored after the test
+def test_the_notebook_runs_from_scratch_with_the_budget(tmp_path, monkeypatch):
     calls = []
     measured = {"fd": 2.5, "score": 9.1, "shares": [0.1] * 10, "steps": 700, "train_seconds": 60.2,
                 "images_per_second": 744.0, "batch_size": 64}
 
     def execute_notebook(notebook, output, **kwargs):
-        calls.append((notebook, output, kwargs, "DLND_QUICK_TEST" in os.environ))
+        calls.append((notebook, output, kwargs))
         quality = kwargs["parameters"]["output_dir"] + "/mnist/quality.json"
         Path(quality).parent.mkdir(parents=True)
         Path(quality).write_text(json.dumps(measured))
 
     monkeypatch.setattr("papermill.execute_notebook", execute_notebook)
     run = bench_recipes.notebook_mnist_run("data", 60, tmp_path)
-    [(notebook, output, kwargs, quick_profile)] = calls
+    [(notebook, output, kwargs)] = calls
     assert notebook == NOTEBOOK and output == tmp_path / "notebook-60s" / "run.ipynb"
-    assert not quick_profile
     assert kwargs["cwd"] == helper.PROJECT_DIR
     assert kwargs["parameters"] == {
         "data_dir": str(Path("data").resolve()), "output_dir": str(tmp_path / "notebook-60s"),

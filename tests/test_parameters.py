@@ -14,7 +14,8 @@ DEFAULTS = dict(data_dir="data", output_dir="output", images_dir="images", seed=
                 mnist_epochs=7, mnist_batch_size=64, mnist_learning_rate=5e-4, mnist_filters=16,
                 mnist_full_resolution_layer=True, celeba_epochs=5, celeba_batch_size=64, celeba_learning_rate=2e-4,
                 celeba_filters=64, celeba_full_resolution_layer=False, celeba_image_size=64,
-                max_images=None, sample_every=None, download_celeba=True, fid_images=2000, mnist_time_budget=300,
+                max_images=None, sample_every=None, download_celeba=True, quality_images=10_000, fid_images=2000,
+                mnist_time_budget=300,
                 mixed_precision=None, jit_compile=None)
 
 
@@ -39,6 +40,7 @@ def test_the_defaults_pass():
     ("max_images", 0, "None (all of them) or a whole number, at least 1"),
     ("sample_every", 0, "None (ten per stage) or a whole number, at least 1"),
     ("fid_images", 1, "0 (no FID) or a whole number, at least 2"),
+    ("quality_images", 1, "a whole number, at least 2"),
     ("mnist_full_resolution_layer", 1, "True or False"),
     ("mnist_time_budget", -5, "None (no limit) or a number of seconds above 0"),
     ("mixed_precision", "yes", "None (decide by the GPU), True or False"),
@@ -79,8 +81,7 @@ def test_data_smaller_than_a_batch_is_refused_by_the_pipeline():
     ("mnist_batch_size", 0, "mnist_batch_size = 0 is not allowed: it must be a whole number, at least 1."),
     ("max_images", 20, "max_images = 20 is fewer than one batch (mnist_batch_size = 64)"),
 ])
-def test_the_notebook_stops_at_its_parameter_check(tmp_path, monkeypatch, parameter, value, message):
-    monkeypatch.delenv("DLND_QUICK_TEST")  # the quick profile would replace max_images
+def test_the_notebook_stops_at_its_parameter_check(tmp_path, parameter, value, message):
     with pytest.raises(papermill.PapermillExecutionError) as error:
         papermill.execute_notebook(NOTEBOOK, tmp_path / "out.ipynb", progress_bar=False, cwd=NOTEBOOK.parent,
                                    parameters={parameter: value, "data_dir": str(tmp_path / "data"),

@@ -9,7 +9,6 @@ over 20 minutes with the default budgets.
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 import time
@@ -62,12 +61,10 @@ def train_to_budgets(baseline, images, budgets, quality, samples=10_000, seed=0)
 def notebook_mnist_run(data_dir, budget, scratch):
     """The notebook's MNIST stage trained for `budget` seconds from scratch, run by papermill in `scratch`.
 
-    As users run it, not in the tests' quick profile, with CelebA off. Returns the notebook's
-    `mnist/quality.json` and the budget.
+    As users run it, with CelebA off. Returns the notebook's `mnist/quality.json` and the budget.
     """
     import papermill
 
-    os.environ.pop("DLND_QUICK_TEST", None)  # the quick profile would replace the parameters with toy sizes
     run_dir = Path(scratch, f"notebook-{budget:g}s")
     run_dir.mkdir(parents=True)
     papermill.execute_notebook(
