@@ -70,8 +70,10 @@ MNIST_MD5 = {
 }
 # Committed for machines with no network: 10,000 real training digits and the whole test set.
 MNIST_SAMPLE = PROJECT_DIR / "data" / "mnist_sample.npz"
-# Our own MNIST classifier (trained by tools/train_classifier.py), whose features measure generated digits.
-MNIST_CLASSIFIER = PROJECT_DIR / "data" / "mnist_classifier.keras"
+# The weights of our own MNIST classifier (`mnist_classifier`, trained by tools/train_classifier.py), whose features
+# measure generated digits. Weights, not a whole .keras model: a model saved by one Keras version may not load in an
+# older one (Python 3.10 gets Keras 3.12), while the weights of the same layers do.
+MNIST_CLASSIFIER = PROJECT_DIR / "data" / "mnist_classifier.weights.h5"
 
 # CelebA's aligned-and-cropped images, best source first. The course's S3 mirror serves the
 # authors' zip. The Hugging Face Hub's nielsr/CelebA-faces holds the same 202,599 JPEGs in three
@@ -1182,6 +1184,26 @@ def classifier_score(probabilities):
     return float(np.exp(kl.mean()))
 
 
+def mnist_classifier():
+    """A small CNN (90,000 weights) giving the ten digits' probabilities for 28x28x1 images in [-1, 1].
+
+    Its 128-unit "features" layer, the last before the output, is what `MnistQuality` compares
+    distributions with. Its trained weights are in data/mnist_classifier.weights.h5.
+    """
+    def block(filters, padding):  # no bias: batch norm's shift takes its place
+        return [keras.layers.Conv2D(filters, 3, padding=padding, use_bias=False), keras.layers.BatchNormalization(),
+                keras.layers.ReLU(), keras.layers.MaxPooling2D()]
+
+    return keras.Sequential([
+        keras.Input((28, 28, 1)),
+        *block(32, "same"), *block(64, "same"), *block(64, "valid"),  # 28 -> 14 -> 7 -> 5 -> 2
+        keras.layers.Flatten(),
+        keras.layers.Dense(128, activation="relu", name="features"),
+        keras.layers.Dropout(0.3),
+        keras.layers.Dense(10, activation="softmax", name="probabilities"),
+    ], name="mnist_classifier")
+
+
 class MnistQuality:
     """How good generated digits are, measured with our MNIST classifier: `MnistQuality(data_dir)(images)`.
 
@@ -1197,7 +1219,8 @@ class MnistQuality:
     def __init__(self, data_dir="data", reference=None, classifier=MNIST_CLASSIFIER, mirrors=MNIST_MIRRORS):
         with float32_policy():  # the same figures whether training ran in mixed precision or not
             if not isinstance(classifier, keras.Model):
-                classifier = keras.saving.load_model(classifier)
+                weights, classifier = classifier, mnist_classifier()
+                classifier.load_weights(weights)
             # Both outputs the measures need, from one pass.
             self.model = keras.Model(classifier.inputs, [classifier.get_layer("features").output, classifier.outputs[0]])
         if reference is None:

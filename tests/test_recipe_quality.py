@@ -8,6 +8,8 @@ import helper
 from support.notebook import notebook_functions
 from tools.notebook import notebook_parameters
 
+pytestmark = pytest.mark.numerics  # a training run's quality, which rounding steers
+
 EPOCHS = 3  # of the committed sample's 10,000 digits: 468 steps of the default batch of 64
 # With the default recipe (batch 64, Adam 5e-4, width 16, the generator's full-resolution layer), seeds 0, 1 and 2
 # gave FD 42.6, 45.4 and 45.6 and smallest digit shares of 4.0 %, 4.1 % and 3.4 %; untrained networks give an FD

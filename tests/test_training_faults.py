@@ -18,6 +18,8 @@ import helper
 from support.notebook import notebook_functions
 from support.train_worker import STEPS_PER_EPOCH, digits, worker_env
 
+pytestmark = pytest.mark.numerics  # a resumed run must end bit for bit as an uninterrupted one
+
 WORKER = Path(__file__).parent / "support" / "train_worker.py"
 
 
