@@ -47,6 +47,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
+from facegen.face_quality import FaceQuality, describe_face_quality  # noqa: E402, F401  (the lesson calls them from here)
 
 # In a notebook, TensorFlow lowers its Python logger to INFO (in scripts it stays at WARNING): its notes on
 # devices and all-reduces would fill the cells. Its warnings and errors still show.
@@ -532,7 +533,7 @@ def _make_celeba_folder(data_dir, download_missing, urls):
 
 
 def load_celeba(data_dir="data", download_missing=True, urls=CELEBA_URLS, standin_count=None):
-    """Paths of the CelebA JPEGs and the data's name.
+    """Paths of the CelebA JPEGs and the data's name: "CelebA", or "CelebA (N of its 202,599 images)" for a part.
 
     Uses `<data_dir>/img_align_celeba/` (or, in Kaggle's layout, the folder of that name inside
     it), else makes it from `<data_dir>/img_align_celeba.zip` or from the Hub's three parquet
@@ -552,9 +553,10 @@ def load_celeba(data_dir="data", download_missing=True, urls=CELEBA_URLS, standi
             return _jpegs(standin_faces(data_dir / "standin", standin_count)), STANDIN_NAME
     folder = _celeba_folder(data_dir)
     files = _jpegs(folder)
-    if len(files) != CELEBA_COUNT:
-        print(f"{folder} holds {len(files):,} images; the full CelebA set has {CELEBA_COUNT:,}. Using those there are.")
-    return files, "CelebA"
+    if len(files) == CELEBA_COUNT:
+        return files, "CelebA"
+    print(f"{folder} holds {len(files):,} images; the full CelebA set has {CELEBA_COUNT:,}. Using those there are.")
+    return files, f"CelebA ({len(files):,} of its {CELEBA_COUNT:,} images)"  # wherever results are shown
 
 
 def standin_faces(directory, count, seed=0):

@@ -95,6 +95,18 @@ def test_digit_quality_is_in_range(run):
     assert len(quality["shares"]) == 10 and abs(sum(quality["shares"]) - 1) < 1e-6  # float64 shares of 1,000 images
 
 
+def test_face_quality_is_reported_and_in_range(run):
+    config, notebook, _, _ = run
+    texts = "".join("".join(output.get("text", "")) for cell in notebook.cells if cell.cell_type == "code"
+                    for output in cell.outputs)
+    swd = re.findall(r"^SWD (\d+\.\d) over ([\d,]+) faces \(by level: 32x32: \d+\.\d, 16x16: \d+\.\d\)", texts, re.MULTILINE)
+    if "celeba-standin" in stages(config):
+        [(figure, count)] = swd
+        assert 0 < float(figure) < 2000 and int(count.replace(",", "")) > 0  # untrained networks score about 600
+    else:
+        assert swd == []
+
+
 def test_exported_generators_load_and_draw_float32_images(run):
     config, _, folder, _ = run
     for stage in stages(config):

@@ -288,7 +288,7 @@ def test_load_celeba_uses_an_incomplete_folder_and_says_so(tmp_path, capsys):
     for jpeg in jpeg_names(3):
         (folder / jpeg).write_bytes(b"")  # load_celeba lists the files; it does not read them
     files, name = helper.load_celeba(tmp_path, urls=[])
-    assert (len(files), name) == (3, "CelebA")
+    assert (len(files), name) == (3, f"CelebA (3 of its {helper.CELEBA_COUNT:,} images)")
     assert f"holds 3 images; the full CelebA set has {helper.CELEBA_COUNT:,}" in capsys.readouterr().out
 
 

@@ -12,8 +12,8 @@ from support.train_worker import STEPS_PER_EPOCH, digits
 
 DEFAULTS = dict(data_dir="data", output_dir="output", images_dir="images", seed=0, z_dim=100, beta1=0.5,
                 mnist_epochs=7, mnist_batch_size=64, mnist_learning_rate=5e-4, mnist_filters=16,
-                mnist_full_resolution_layer=True, celeba_epochs=5, celeba_batch_size=64, celeba_learning_rate=2e-4,
-                celeba_filters=64, celeba_full_resolution_layer=False, celeba_image_size=64,
+                mnist_full_resolution_layer=True, celeba_epochs=5, celeba_batch_size=64, celeba_learning_rate=5e-4,
+                celeba_filters=32, celeba_full_resolution_layer=False, celeba_image_size=64,
                 max_images=None, sample_every=None, download_celeba=True, quality_images=10_000, fid_images=2000,
                 mnist_time_budget=300,
                 mixed_precision=None, jit_compile=None)

@@ -6,11 +6,14 @@ Each runs from the repository's root, e.g. `python tools/bench_xla.py`; `--help`
 - `bench_xla.py`: the notebook's training step with and without XLA;
 - `bench_recipes.py`: the notebook's MNIST recipe against two published DCGAN recipes (`baselines.py`); also
   `python helper.py benchmark-recipes`;
+- `bench_faces.py`: the notebook's face recipe against two published DCGAN recipes for faces (`face_baselines.py`),
+  on real CelebA faces, over several seeds;
+- `check_face_measure.py`: the face measure on real faces and known degradations of them;
 - `train_classifier.py`: trains the MNIST classifier that measures generated digits;
 - `mnist_floor.py`: the quality measures of real digits, the best a generator can expect;
 - `make_mnist_sample.py`: writes the offline MNIST copy committed in data/;
 - `notebook.py`: the notebook's parameters and definitions, read without running it (also used by the tests).
 
-`training_speed.py` and `baselines.py` are shared by the benchmarks. The tools use helper.py; helper.py never
+`training_speed.py`, `baselines.py` and `face_baselines.py` are shared by the benchmarks. The tools use helper.py; helper.py never
 imports them (its `benchmark-recipes` command starts bench_recipes.py as a program of its own).
 """

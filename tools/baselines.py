@@ -19,6 +19,7 @@ class Baseline(NamedTuple):
     train_step: Callable  # compiled: (real images, z) -> (d_loss, g_loss)
     batch_size: int
     flops: int  # per real image, counted as `training_flops` counts the notebook's
+    z_dim: int = RECIPE_Z_DIM
 
 
 def _cross_entropy(logits, label):
@@ -81,26 +82,36 @@ def dcgan_paper_baseline():
     layers = keras.layers
     weights = keras.initializers.RandomNormal(stddev=0.02)
 
-    def batch_norm():
-        return layers.BatchNormalization(momentum=0.9, epsilon=1e-5,
-                                         gamma_initializer=keras.initializers.RandomNormal(1.0, 0.02))
-
     convolution = dict(use_bias=False, kernel_initializer=weights)
     generator = keras.Sequential([
         keras.Input((RECIPE_Z_DIM,)),
         layers.Reshape((1, 1, RECIPE_Z_DIM)),
-        layers.Conv2DTranspose(256, 7, **convolution), batch_norm(), layers.ReLU(),  # 1x1 -> 7x7
-        layers.Conv2DTranspose(128, 4, 2, "same", **convolution), batch_norm(), layers.ReLU(),  # 14x14
+        layers.Conv2DTranspose(256, 7, **convolution), pytorch_batch_norm(), layers.ReLU(),  # 1x1 -> 7x7
+        layers.Conv2DTranspose(128, 4, 2, "same", **convolution), pytorch_batch_norm(), layers.ReLU(),  # 14x14
         layers.Conv2DTranspose(1, 4, 2, "same", activation="tanh", **convolution),  # 28x28
     ], name="dcgan_paper_generator")
     discriminator = keras.Sequential([
         keras.Input((28, 28, 1)),
         layers.Conv2D(64, 4, 2, "same", **convolution), layers.LeakyReLU(0.2),  # 14x14
-        layers.Conv2D(128, 4, 2, "same", **convolution), batch_norm(), layers.LeakyReLU(0.2),  # 7x7
+        layers.Conv2D(128, 4, 2, "same", **convolution), pytorch_batch_norm(), layers.LeakyReLU(0.2),  # 7x7
         layers.Conv2D(1, 7, **convolution),  # 1x1: the logit
         layers.Flatten(),
     ], name="dcgan_paper_discriminator")
-    g_optimizer, d_optimizer = (keras.optimizers.Adam(2e-4, beta_1=0.5, epsilon=1e-8) for _ in range(2))
+    train_step = pytorch_dcgan_step(generator, discriminator)
+    flops = training_flops(discriminator, generator) + forward_flops(discriminator)
+    return Baseline(generator, discriminator, train_step, 128, flops)
+
+
+def pytorch_batch_norm():
+    """PyTorch's BatchNorm2d as the DCGAN tutorial initialises it: momentum 0.1 (Keras' 0.9), scales from N(1, 0.02)."""
+    return keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5,
+                                           gamma_initializer=keras.initializers.RandomNormal(1.0, 0.02))
+
+
+def pytorch_dcgan_step(generator, discriminator, learning_rate=2e-4):
+    """PyTorch's DCGAN tutorial's training step: Adam (beta1 0.5, PyTorch's epsilon) for both networks; D on the
+    real batch and on the fake one, then G through a new pass of the updated D."""
+    g_optimizer, d_optimizer = (keras.optimizers.Adam(learning_rate, beta_1=0.5, epsilon=1e-8) for _ in range(2))
 
     @tf.function
     def train_step(real_images, z):
@@ -116,8 +127,7 @@ def dcgan_paper_baseline():
         g_optimizer.apply(g_tape.gradient(g_loss, generator.trainable_variables), generator.trainable_variables)
         return d_loss, g_loss
 
-    flops = training_flops(discriminator, generator) + forward_flops(discriminator)
-    return Baseline(generator, discriminator, train_step, 128, flops)
+    return train_step
 
 
 BASELINES = {"TF tutorial": tf_tutorial_baseline, "DCGAN paper (PyTorch tutorial)": dcgan_paper_baseline}

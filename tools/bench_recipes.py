@@ -18,6 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import keras  # noqa: E402
+import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import helper  # noqa: E402
@@ -26,35 +27,37 @@ from tools.notebook import NOTEBOOK, notebook_definitions, notebook_parameters  
 from tools.training_speed import forward_flops, training_flops  # noqa: E402
 
 
-def _describe_run(run):
+def _describe_run(run, describe=helper.describe_quality):
     """One progress line for a measured budget."""
     steps = f"{run['steps']:,} step{'s' * (run['steps'] != 1)}"
-    return f"  {run['budget']:g} s: {steps} in {run['train_seconds']:.0f} s; {helper.describe_quality(run)}"
+    return f"  {run['budget']:g} s: {steps} in {run['train_seconds']:.0f} s; {describe(run)}"
 
 
-def train_to_budgets(baseline, images, budgets, quality, samples=10_000, seed=0):
-    """Train a `Baseline` from scratch on `images` (uint8 digits), measuring it at each budget; one dict per budget.
+def train_to_budgets(baseline, make_batches, budgets, measure, samples=10_000, seed=0, describe=helper.describe_quality):
+    """Train a `Baseline` from scratch on `make_batches(batch_size)`, measuring it at each budget; one dict per budget.
 
     The clock counts wall-clock seconds of training, tracing included. At each budget it stops
-    while `quality` (a `MnistQuality`) measures `samples` generated digits, z from
-    `noise(samples, 100, seed)`, then training goes on. Each dict holds the budget, the quality's
-    measures, and the steps, seconds and images/s of training so far.
+    while `measure` (a `MnistQuality`, say) scores `samples` generated images, z from
+    `noise(samples, baseline.z_dim, seed)`, then training goes on. Each dict holds the budget, the
+    measure's figures, and the steps, seconds and images/s of training so far.
     """
-    batches = iter(helper.mnist_dataset(images, baseline.batch_size, seed).repeat())
+    batches = iter(make_batches(baseline.batch_size).repeat())
     random = tf.random.Generator.from_seed(seed)
-    measured_z = helper.noise(samples, RECIPE_Z_DIM, seed)
+    measured_z = helper.noise(samples, baseline.z_dim, seed)
     runs, steps, seconds = [], 0, 0.0
     for budget in sorted(budgets):
-        start = time.perf_counter()
+        start, losses = time.perf_counter(), []
         while seconds + time.perf_counter() - start < budget:
-            d_loss, _ = baseline.train_step(next(batches), random.normal([baseline.batch_size, RECIPE_Z_DIM]))
-            float(d_loss)  # waits for the step, as the notebook's loop does, so the clock counts whole steps
+            d_loss, g_loss = baseline.train_step(next(batches), random.normal([baseline.batch_size, baseline.z_dim]))
+            losses.append((float(d_loss), float(g_loss)))  # waits for the step, as the notebook's loop does
             steps += 1
         seconds += time.perf_counter() - start
-        measures = quality(baseline.generator.predict(measured_z, batch_size=500, verbose=0))
+        measures = measure(baseline.generator.predict(measured_z, batch_size=250, verbose=0))
+        d_loss, g_loss = np.mean(losses[-100:], axis=0)  # the last 100 steps': who is winning
         runs.append({"budget": budget, **measures, "steps": steps, "train_seconds": seconds,
-                     "images_per_second": steps * baseline.batch_size / seconds})
-        print(_describe_run(runs[-1]))
+                     "images_per_second": steps * baseline.batch_size / seconds,
+                     "d_loss": float(d_loss), "g_loss": float(g_loss)})
+        print(_describe_run(runs[-1], describe), flush=True)
     return runs
 
 
@@ -151,7 +154,8 @@ def benchmark_recipes(data_dir="data", budgets=(60, 150, 300), out=None, seed=0)
         keras.utils.set_random_seed(seed)
         baseline = make_baseline()
         recipes[name] = {"batch_size": baseline.batch_size, "flops": baseline.flops,
-                         "runs": train_to_budgets(baseline, images, budgets, quality, seed=seed)}
+                         "runs": train_to_budgets(baseline, lambda batch_size: helper.mnist_dataset(images, batch_size, seed),
+                                                  budgets, quality, seed=seed)}
 
     print(f"\n{recipes_table(recipes, budgets, peak)}\n")
     last = recipes["notebook"]["runs"][-1]

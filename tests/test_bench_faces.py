@@ -1,0 +1,86 @@
+"""Tests for the face recipes benchmark (`tools/bench_faces.py`): the two published face recipes it trains, the
+notebook's recipe with changes, and its report. No CelebA: networks on random pictures, reports on made-up
+figures."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import helper
+from tools import bench_faces
+from tools.face_baselines import keras_dcgan, pytorch_dcgan
+from tools.training_speed import forward_flops
+
+
+@pytest.mark.parametrize("make_baseline, generator_params, discriminator_params", [
+    # PyTorch's tutorial prints 3,576,704 and 2,765,568 weights; Keras also counts batch norm's two running
+    # statistics per channel: G's 512 + 256 + 128 + 64 channels, D's 128 + 256 + 512.
+    (pytorch_dcgan, 3_576_704 + 2 * 960, 2_765_568 + 2 * 896),
+    (keras_dcgan, 3_979_651, 404_801),  # the Keras example's model summaries
+], ids=["PyTorch", "Keras"])
+def test_face_baselines_have_the_published_sizes_at_64x64(make_baseline, generator_params, discriminator_params):
+    baseline = make_baseline(64)
+    assert baseline.generator.count_params() == generator_params
+    assert baseline.discriminator.count_params() == discriminator_params
+
+
+@pytest.mark.parametrize("make_baseline", [pytorch_dcgan, keras_dcgan], ids=["PyTorch", "Keras"])
+@pytest.mark.parametrize("size", [32, 64])
+def test_a_face_baseline_draws_faces_in_range_and_its_step_trains_both_networks(make_baseline, size):
+    keras.utils.set_random_seed(0)
+    baseline = make_baseline(size)
+    images = baseline.generator(helper.noise(8, baseline.z_dim), training=False).numpy()
+    assert images.shape == (8, size, size, 3) and -1 <= images.min() and images.max() <= 1
+    assert baseline.discriminator(images, training=False).shape == (8, 1)
+    before = [[w.numpy().copy() for w in model.trainable_weights]
+              for model in (baseline.generator, baseline.discriminator)]
+    real = tf.random.uniform([baseline.batch_size, size, size, 3], -1, 1)
+    losses = baseline.train_step(real, tf.random.normal([baseline.batch_size, baseline.z_dim]))
+    assert all(np.isfinite(float(loss)) and float(loss) > 0 for loss in losses)
+    for model, old in zip((baseline.generator, baseline.discriminator), before):
+        assert all(not np.array_equal(a, b.numpy()) for a, b in zip(old, model.trainable_weights)), model.name
+
+
+def test_keras_dcgan_flops_count_its_second_generator_pass():
+    baseline = keras_dcgan(64)
+    g, d = forward_flops(baseline.generator), forward_flops(baseline.discriminator)
+    assert baseline.flops == 4 * g + 8 * d
+
+
+def test_the_notebook_recipe_takes_changes_and_refuses_unknown_ones():
+    recipe = bench_faces.notebook_recipe(32, filters=16, batch_size=8)
+    assert recipe.batch_size == 8
+    assert recipe.discriminator.layers[0].filters == 16
+    with pytest.raises(ValueError, match=r"unknown setting\(s\) \['width'\]"):
+        bench_faces.notebook_recipe(32, width=16)
+
+
+def test_recipes_on_the_command_line_are_read_as_python_values():
+    assert bench_faces.parse_recipe("w32-lr=filters:32,learning_rate:5e-4") == ("w32-lr", {"filters": 32,
+                                                                                          "learning_rate": 5e-4})
+    with pytest.raises(SystemExit, match="expected NAME=key:value"):
+        bench_faces.parse_recipe("w32=filters:thirty")
+
+
+def _record(batch_size, flops, swds, rate=100.0):
+    """A recipe's measurements: per seed, one run per budget with the given SWDs."""
+    return {"batch_size": batch_size, "flops": flops, "seeds": {
+        seed: [{"swd": swd, "images_per_second": rate, "steps": 10 * (i + 1), "d_loss": 1.0, "g_loss": 2.0}
+               for i, swd in enumerate(by_budget)] for seed, by_budget in enumerate(swds)}}
+
+
+def test_the_table_gives_means_and_spreads_and_the_2x_check_needs_both():
+    recipes = {"notebook": _record(64, 300e6, [[100, 40], [120, 50]]),
+               "PyTorch DCGAN": _record(128, 400e6, [[210, 90], [260, 100]]),
+               "Keras DCGAN": _record(32, 5e9, [[500, 400], [600, 500]], rate=10.0)}
+    table = bench_faces.faces_table(recipes, [120, 300], 100e9).splitlines()
+    assert table[2] == "| notebook (2 seeds) | 64 | 300 | 100 | 30 (30%) | 110.0 (100.0-120.0) | 45.0 (40.0-50.0) | 20 " \
+                       "| 1.00 / 2.00 |"
+    assert table[4].startswith("| Keras DCGAN (2 seeds) | 32 | 5,000 | 10 | 50 (50%) |")
+    lines = bench_faces.two_times_better(recipes, [120, 300]).splitlines()
+    assert lines[0] == "- 120 s: notebook 110.0, PyTorch DCGAN 235.0: 2.14x better, spreads apart: 2x met"
+    assert lines[1] == "- 300 s: notebook 45.0, PyTorch DCGAN 95.0: 2.11x better, spreads apart: 2x met"
+    recipes["notebook"]["seeds"][0][1]["swd"], recipes["notebook"]["seeds"][1][1]["swd"] = 0, 90  # mean 45, one seed
+    # as bad as their best: 2.11x by the means, but not apart
+    assert bench_faces.two_times_better(recipes, [120, 300]).splitlines()[1].endswith("spreads overlapping: 2x NOT met")
