@@ -16,6 +16,9 @@ from IPython.utils.capture import capture_output
 from keras import layers
 
 IMAGE_SHAPES = [(28, 28, 1), (32, 32, 3), (64, 64, 3)]
+# The networks' width in these checks: narrow, so that each check takes seconds on a CPU, where float16 convolutions
+# are slow (a GPU does not care). Whether the width follows `filters` has a check of its own.
+WIDTH = 16
 FLOAT32_ROUNDING = 2.0**-24  # float32 keeps 24 significant bits: each operation rounds by at most this, relatively
 
 
@@ -125,39 +128,45 @@ def test_model_inputs(model_inputs):
 
 
 def test_discriminator(discriminator):
-    for image_shape in IMAGE_SHAPES:
-        model = discriminator(image_shape)
-        images = tf.random.uniform((4, *image_shape), -1, 1, seed=1)
-        logits = model(images, training=False)
-        assert logits.shape == (4, 1), f"For {image_shape} images the output should be (4, 1), got {logits.shape}."
-        last = model.layers[-1].get_config() if model.layers else {}
-        assert last.get("activation", "linear") == "linear", \
-            f"The discriminator should return logits; its last layer applies {last['activation']!r}."
-        assert logits.dtype == tf.float32, (
-            f"The logits should be float32, got {logits.dtype}: in mixed precision give the last layer "
-            f"dtype=\"float32\".")
-        n_variables = len(model.variables)
-        # Both the real and the fake pass go through the same weights: calling again must neither create
-        # variables nor give other logits. The same weights can differ only by their sums' order (on a GPU), a
-        # few of float16's last bits (2**-11 each); other weights give logits of their own: 1 % of their size
-        # (2**-7) lies between the two.
-        again = model(images, training=False)
-        assert len(model.variables) == n_variables, "A second call created new weights: they are not shared."
-        scale = float(tf.reduce_max(tf.abs(logits)))
-        np.testing.assert_allclose(again, logits, rtol=0, atol=2**-7 * scale,
-                                   err_msg="Two calls on the same images disagree: the weights are not shared.")
-        assert len(np.unique(logits.numpy())) > 1, (
-            f"Four different images gave the same logit {float(logits[0, 0]):.4g}: the discriminator must look at "
-            f"its input.")
-        # Logits are unbounded. Driven hard (its weights scaled up, in float32), a network whose output is logits
-        # gives large ones; a sigmoid at the end keeps them in [0, 1], a tanh in [-1, 1].
-        driven = _driven(model, images)
-        largest = float(tf.reduce_max(tf.abs(driven)))
-        assert largest > 2, (f"Driven hard, the outputs stay within [-{largest:.3g}, {largest:.3g}]: they should be "
-                             f"logits, unbounded, not squashed by a sigmoid or tanh (the loss applies the sigmoid).")
-        _check_trainable(model, images, "discriminator", "the images")
+    _check_discriminator(discriminator, IMAGE_SHAPES[0])
+    # Before the larger images: a network that ignores `filters` is wide, and slow to run there.
     _check_width(discriminator((28, 28, 1), filters=8), discriminator((28, 28, 1), filters=16), "discriminator")
+    for image_shape in IMAGE_SHAPES[1:]:
+        _check_discriminator(discriminator, image_shape)
     _passed()
+
+
+def _check_discriminator(discriminator, image_shape):
+    model = discriminator(image_shape, filters=WIDTH)
+    images = tf.random.uniform((4, *image_shape), -1, 1, seed=1)
+    logits = model(images, training=False)
+    assert logits.shape == (4, 1), f"For {image_shape} images the output should be (4, 1), got {logits.shape}."
+    last = model.layers[-1].get_config() if model.layers else {}
+    assert last.get("activation", "linear") == "linear", \
+        f"The discriminator should return logits; its last layer applies {last['activation']!r}."
+    assert logits.dtype == tf.float32, (
+        f"The logits should be float32, got {logits.dtype}: in mixed precision give the last layer "
+        f"dtype=\"float32\".")
+    n_variables = len(model.variables)
+    # Both the real and the fake pass go through the same weights: calling again must neither create
+    # variables nor give other logits. The same weights can differ only by their sums' order (on a GPU), a
+    # few of float16's last bits (2**-11 each); other weights give logits of their own: 1 % of their size
+    # (2**-7) lies between the two.
+    again = model(images, training=False)
+    assert len(model.variables) == n_variables, "A second call created new weights: they are not shared."
+    scale = float(tf.reduce_max(tf.abs(logits)))
+    np.testing.assert_allclose(again, logits, rtol=0, atol=2**-7 * scale,
+                               err_msg="Two calls on the same images disagree: the weights are not shared.")
+    assert len(np.unique(logits.numpy())) > 1, (
+        f"Four different images gave the same logit {float(logits[0, 0]):.4g}: the discriminator must look at "
+        f"its input.")
+    # Logits are unbounded. Driven hard (its weights scaled up, in float32), a network whose output is logits
+    # gives large ones; a sigmoid at the end keeps them in [0, 1], a tanh in [-1, 1].
+    driven = _driven(model, images)
+    largest = float(tf.reduce_max(tf.abs(driven)))
+    assert largest > 2, (f"Driven hard, the outputs stay within [-{largest:.3g}, {largest:.3g}]: they should be "
+                         f"logits, unbounded, not squashed by a sigmoid or tanh (the loss applies the sigmoid).")
+    _check_trainable(model, images, "discriminator", "the images")
 
 
 def _full_size_feature_maps(model, image_shape):
@@ -167,41 +176,48 @@ def _full_size_feature_maps(model, image_shape):
 
 
 def test_generator(generator):
-    for z_dim, image_shape, full_resolution_layer in itertools.product((100, 7), IMAGE_SHAPES, (False, True)):
-        model = generator(z_dim, image_shape, full_resolution_layer=full_resolution_layer)
-        assert model.input_shape == (None, z_dim), f"The input should be (None, {z_dim}), got {model.input_shape}."
-        # Huge z drives every unit hard: only a tanh-like output stays in [-1, 1].
-        z = 100 * tf.random.normal((4, z_dim), seed=1)
-        for training in (False, True):
-            images = model(z, training=training)
-            assert images.shape == (4, *image_shape), \
-                f"For z_dim={z_dim} the output should be {(4, *image_shape)}, got {images.shape}."
-            assert images.dtype == tf.float32, f"The images should be float32, got {images.dtype}."
-            low, high = float(tf.reduce_min(images)), float(tf.reduce_max(images))
-            assert -1 <= low and high <= 1, f"The images should lie in [-1, 1], got [{low:.3g}, {high:.3g}]."
-        full_size = _full_size_feature_maps(model, image_shape)
-        if full_resolution_layer:
-            assert full_size, (f"With full_resolution_layer=True the image should be drawn from feature maps of "
-                               f"its own size, {image_shape[:2]}; no layer gives any.")
-        else:
-            assert not full_size, (f"With full_resolution_layer=False the last layer should draw the image from "
-                                   f"half-size feature maps, but {full_size} give full-size ones.")
-        # Each z its own image: a generator that ignores z draws the same image every time. Different z move
-        # pixels by far more than float16's spacing near 1 (2**-10 = 9.8e-4).
-        z = tf.random.normal((4, z_dim), seed=2)
-        images = model(z, training=False).numpy()
-        spread = float(np.abs(images - images[:1]).max())
-        assert spread > 2**-10, f"Four different z gave the same image (largest difference {spread:.2g}): use z."
-        # The images can reach both ends of [-1, 1], as real images do: driven hard (its weights scaled
-        # up, in float32, where nothing overflows), a tanh output does; a sigmoid's stays in [0, 1].
-        images = _driven(model, tf.random.normal((4, z_dim), seed=1))
-        low, high = float(tf.reduce_min(images)), float(tf.reduce_max(images))
-        assert low < -0.9 and high > 0.9, (
-            f"Driven hard, the images only reach [{low:.3g}, {high:.3g}]: they should be able to reach both "
-            f"-1 and 1, the range of the real images (a tanh output does; a sigmoid's is [0, 1]).")
-        _check_trainable(model, z, "generator", "z")
+    # (z_dim, image_shape, full_resolution_layer)
+    cases = list(itertools.product((100, 7), IMAGE_SHAPES, (False, True)))
+    _check_generator(generator, *cases[0])
+    # Before the larger images: a network that ignores `filters` is wide, and slow to run there.
     _check_width(generator(7, (28, 28, 1), filters=8), generator(7, (28, 28, 1), filters=16), "generator")
+    for case in cases[1:]:
+        _check_generator(generator, *case)
     _passed()
+
+
+def _check_generator(generator, z_dim, image_shape, full_resolution_layer):
+    model = generator(z_dim, image_shape, filters=WIDTH, full_resolution_layer=full_resolution_layer)
+    assert model.input_shape == (None, z_dim), f"The input should be (None, {z_dim}), got {model.input_shape}."
+    # Huge z drives every unit hard: only a tanh-like output stays in [-1, 1].
+    z = 100 * tf.random.normal((4, z_dim), seed=1)
+    for training in (False, True):
+        images = model(z, training=training)
+        assert images.shape == (4, *image_shape), \
+            f"For z_dim={z_dim} the output should be {(4, *image_shape)}, got {images.shape}."
+        assert images.dtype == tf.float32, f"The images should be float32, got {images.dtype}."
+        low, high = float(tf.reduce_min(images)), float(tf.reduce_max(images))
+        assert -1 <= low and high <= 1, f"The images should lie in [-1, 1], got [{low:.3g}, {high:.3g}]."
+    full_size = _full_size_feature_maps(model, image_shape)
+    if full_resolution_layer:
+        assert full_size, (f"With full_resolution_layer=True the image should be drawn from feature maps of "
+                           f"its own size, {image_shape[:2]}; no layer gives any.")
+    else:
+        assert not full_size, (f"With full_resolution_layer=False the last layer should draw the image from "
+                               f"half-size feature maps, but {full_size} give full-size ones.")
+    # Driven hard (its weights scaled up, in float32, where nothing overflows), a generator's images differ from
+    # one z to the next by about their range; one that ignores z draws the same image every time, equal up to
+    # float32's rounding (2**-24 of their size). 2**-7 lies far between.
+    images = _driven(model, tf.random.normal((4, z_dim), seed=1)).numpy()
+    spread = float(np.abs(images - images[:1]).max())
+    assert spread > 2**-7, f"Four different z gave the same image (largest difference {spread:.2g}): use z."
+    # The images can reach both ends of [-1, 1], as real images do: driven hard, a tanh output does; a sigmoid's
+    # stays in [0, 1].
+    low, high = float(images.min()), float(images.max())
+    assert low < -0.9 and high > 0.9, (
+        f"Driven hard, the images only reach [{low:.3g}, {high:.3g}]: they should be able to reach both "
+        f"-1 and 1, the range of the real images (a tanh output does; a sigmoid's is [0, 1]).")
+    _check_trainable(model, z, "generator", "z")
 
 
 def test_model_loss(model_loss):
@@ -353,7 +369,8 @@ def test_train(train):
     # stderr not captured: train's progress lines go to the terminal, as they do outside this check.
     with tempfile.TemporaryDirectory() as tmp, capture_output(stderr=False) as shown:
         kwargs = dict(dataset=dataset, data_name="test", epochs=2, z_dim=8, learning_rate=2e-4, beta1=0.5,
-                      run_dir=Path(tmp, "run"), images_dir=Path(tmp, "images"), sample_every=2, seed=0)
+                      run_dir=Path(tmp, "run"), images_dir=Path(tmp, "images"), sample_every=2, seed=0,
+                      filters=WIDTH)
         generator, losses = train(**kwargs)
         assert generator.output_shape == (None, 28, 28, 1), f"The generator makes {generator.output_shape} images."
         assert np.shape(losses) == (4, 2) and np.isfinite(losses).all(), \

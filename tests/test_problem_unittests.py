@@ -113,21 +113,21 @@ def model_inputs_without_batch_dimension(notebook, image_width, image_height, im
 # --- discriminator ---------------------------------------------------------------------------------
 
 
-def discriminator_with_two_logits(notebook, image_shape):
-    return with_last_layers(notebook["discriminator"](image_shape), layers.Dense(2))
+def discriminator_with_two_logits(notebook, image_shape, filters=64):
+    return with_last_layers(notebook["discriminator"](image_shape, filters), layers.Dense(2))
 
 
-def discriminator_with_a_map_of_logits(notebook, image_shape):
+def discriminator_with_a_map_of_logits(notebook, image_shape, filters=64):
     """A PatchGAN-like map of logits, (batch, h, w, 1), instead of one per image."""
-    return with_last_layers(notebook["discriminator"](image_shape), layers.Conv2D(1, 3, padding="same"), drop=2)
+    return with_last_layers(notebook["discriminator"](image_shape, filters), layers.Conv2D(1, 3, padding="same"), drop=2)
 
 
-def discriminator_with_sigmoid_dense(notebook, image_shape):
-    return with_last_layers(notebook["discriminator"](image_shape), layers.Dense(1, activation="sigmoid"))
+def discriminator_with_sigmoid_dense(notebook, image_shape, filters=64):
+    return with_last_layers(notebook["discriminator"](image_shape, filters), layers.Dense(1, activation="sigmoid"))
 
 
-def discriminator_with_sigmoid_layer(notebook, image_shape):
-    return with_last_layers(notebook["discriminator"](image_shape), layers.Activation("sigmoid"), drop=0)
+def discriminator_with_sigmoid_layer(notebook, image_shape, filters=64):
+    return with_last_layers(notebook["discriminator"](image_shape, filters), layers.Activation("sigmoid"), drop=0)
 
 
 class DiscriminatorBuiltInCall(keras.Model):
@@ -205,12 +205,12 @@ def discriminator_squashed_by_a_function(notebook, image_shape, filters=64):
                             layers.Lambda(keras.ops.sigmoid, dtype="float32"), drop=0)
 
 
-def discriminator_built_in_call(notebook, image_shape):
-    return DiscriminatorBuiltInCall(image_shape, notebook["discriminator"])
+def discriminator_built_in_call(notebook, image_shape, filters=64):
+    return DiscriminatorBuiltInCall(image_shape, functools.partial(notebook["discriminator"], filters=filters))
 
 
-def discriminator_adding_weights_every_call(notebook, image_shape):
-    return NewDiscriminatorEveryCall(functools.partial(notebook["discriminator"], image_shape))
+def discriminator_adding_weights_every_call(notebook, image_shape, filters=64):
+    return NewDiscriminatorEveryCall(functools.partial(notebook["discriminator"], image_shape, filters))
 
 
 # --- generator -------------------------------------------------------------------------------------
@@ -262,12 +262,12 @@ def generator_ignoring_filters(notebook, z_dim, image_shape, filters=64, **optio
     return notebook["generator"](z_dim, image_shape, **options)
 
 
-def generator_ignoring_full_resolution_layer(notebook, z_dim, image_shape, **options):
-    return notebook["generator"](z_dim, image_shape)
+def generator_ignoring_full_resolution_layer(notebook, z_dim, image_shape, full_resolution_layer=False, **options):
+    return notebook["generator"](z_dim, image_shape, **options)
 
 
-def generator_always_with_full_resolution_layer(notebook, z_dim, image_shape, **options):
-    return notebook["generator"](z_dim, image_shape, full_resolution_layer=True)
+def generator_always_with_full_resolution_layer(notebook, z_dim, image_shape, full_resolution_layer=False, **options):
+    return notebook["generator"](z_dim, image_shape, **options, full_resolution_layer=True)
 
 
 # --- model_loss ------------------------------------------------------------------------------------
@@ -507,7 +507,8 @@ BROKEN = [
            "The discriminator's output does not depend on the weights"),
     broken("discriminator", discriminator_with_a_frozen_layer, r"The discriminator's layers \['conv2d.*'\] are frozen"),
     broken("discriminator", discriminator_ignoring_filters, "The discriminator's width should follow `filters`"),
-    broken("discriminator", discriminator_squashed_by_a_function, r"Driven hard, the outputs stay within \[-1, 1\]"),
+    broken("discriminator", discriminator_squashed_by_a_function,
+           r"Driven hard, the outputs stay within .*: they should be logits"),
     broken("generator", generator_at_half_size, r"the output should be \(4, 28, 28, 1\), got \(4, 14, 14, 1\)"),
     broken("generator", generator_always_in_colour, r"the output should be \(4, 28, 28, 1\), got \(4, 28, 28, 3\)"),
     broken("generator", generator_without_tanh, r"The images should lie in \[-1, 1\]"),
