@@ -22,7 +22,8 @@ def pytest_collection_modifyitems(items):
     cells = [item for item in items if hasattr(item, "cell")]  # nbval's cells
     for item in cells:
         item.add_marker(pytest.mark.numerics)
-    setting = [item for item in cells if {"parameters", "injected-parameters"} & set(item.cell.metadata.get("tags", []))]
+    tags = {"parameters", "injected-parameters"}
+    setting = [item for item in cells if tags & set(item.cell.metadata.get("tags", []))]
     if setting:
         folder = tempfile.mkdtemp(prefix="dlnd-quick-test-")
         setting[-1].cell.source += "\n" + parameters_source(quick_parameters(folder))

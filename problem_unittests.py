@@ -99,8 +99,8 @@ def _check_trainable(model, inputs, network, input_name):
         outputs = tf.cast(model(inputs, training=True), tf.float32)
         # A random mix of the outputs: unlike their sum, batch norm cannot cancel it.
         projected = tf.reduce_sum(outputs * tf.random.stateless_normal(tf.shape(outputs), seed=[7, 7]))
-    unreached = [variable.path for variable, gradient in
-                 zip(model.trainable_variables, tape.gradient(projected, model.trainable_variables)) if gradient is None]
+    gradients = tape.gradient(projected, model.trainable_variables)
+    unreached = [variable.path for variable, gradient in zip(model.trainable_variables, gradients) if gradient is None]
     assert not unreached, (f"The {network}'s output does not depend on the weights {unreached}: each layer must be "
                            f"used, with nothing like tf.stop_gradient in between.")
     gradient = tape.gradient(projected, inputs)
@@ -289,7 +289,8 @@ def test_model_opt(model_opt):
             "In mixed precision, wrap each Adam in keras.optimizers.LossScaleOptimizer: without loss scaling, small "
             "float16 gradients round to zero.")
     iterations = [int(o.iterations) for o in (d_optimizer, g_optimizer)]
-    assert iterations == [1, 1], f"One call of train_step should update each optimizer once; their counts: {iterations}."
+    assert iterations == [1, 1], \
+        f"One call of train_step should update each optimizer once; their counts: {iterations}."
 
     # Adam's first step moves each weight by lr g / (|g| + 1e-7): for |g| above 1e-4, the learning rate to within
     # 0.1 %, against its own loss's gradient. A weight also moved by the other optimizer, or not at all, is off by

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import helper
+from facegen import downloads, mnist
 from support.http_server import Mirror
 
 MNIST_FILES = {  # each official MNIST file, and the committed sample's array it is written from
@@ -29,7 +29,7 @@ def idx_bytes(array):
 def mnist_gz():
     """The four MNIST files as a mirror serves them (gzip'ed IDX), by name, written from the committed
     sample: the whole official test split, and the first 10,000 of the 60,000 training digits."""
-    with np.load(helper.MNIST_SAMPLE, allow_pickle=False) as sample:
+    with np.load(mnist.MNIST_SAMPLE, allow_pickle=False) as sample:
         return {f"{name}.gz": gzip.compress(idx_bytes(sample[key]), mtime=0) for name, key in MNIST_FILES.items()}
 
 
@@ -51,7 +51,7 @@ def place_mnist_test_split(mnist_gz):
 @pytest.fixture
 def start_mirror(monkeypatch):
     """`start_mirror(files, **behaviour)` starts a local `Mirror`; all are shut down after the test."""
-    monkeypatch.setattr(helper, "TIMEOUT", 1)  # a local mirror answers at once; silence means it hangs
+    monkeypatch.setattr(downloads, "TIMEOUT", 1)  # a local mirror answers at once; silence means it hangs
     mirrors = []
 
     def start(files, **behaviour):

@@ -1,4 +1,4 @@
-"""Tests for the recipes benchmark (`python helper.py benchmark-recipes`, which runs `tools/bench_recipes.py`):
+"""Tests for the recipes benchmark (`python tools/bench_recipes.py`):
 the two published baselines it trains, the loop that trains them to time budgets, how it runs the notebook,
 and its table. They run on the committed offline MNIST sample, with tiny budgets."""
 
@@ -12,6 +12,7 @@ import pytest
 import tensorflow as tf
 
 import helper
+from facegen import pixels
 from tools import bench_recipes
 from tools.notebook import NOTEBOOK
 from tools.baselines import RECIPE_Z_DIM, Baseline, dcgan_paper_baseline, tf_tutorial_baseline
@@ -52,7 +53,7 @@ def test_baseline_networks_turn_z_into_digits_and_digits_into_logits(make_baseli
     images = baseline.generator(helper.noise(16, RECIPE_Z_DIM), training=False).numpy()
     assert images.shape == (16, 28, 28, 1)
     assert -1 <= images.min() and images.max() <= 1 and images.std() > 0
-    logits = baseline.discriminator(helper.to_unit_range(mnist[0][:16]), training=False).numpy()
+    logits = baseline.discriminator(pixels.to_unit_range(mnist[0][:16]), training=False).numpy()
     assert logits.shape == (16, 1) and np.isfinite(logits).all()
 
 
@@ -70,7 +71,7 @@ def test_a_baseline_step_trains_both_networks(make_baseline, mnist):
     keras.utils.set_random_seed(0)
     baseline = make_baseline()
     before = weights(baseline.generator), weights(baseline.discriminator)
-    real_images = helper.to_unit_range(mnist[0][:baseline.batch_size])
+    real_images = pixels.to_unit_range(mnist[0][:baseline.batch_size])
     losses = baseline.train_step(real_images, tf.random.normal([baseline.batch_size, RECIPE_Z_DIM]))
     assert all(np.isfinite(float(loss)) and float(loss) > 0 for loss in losses)
     for model, old in zip((baseline.generator, baseline.discriminator), before):
@@ -145,22 +146,21 @@ def test_the_notebook_runs_from_scratch_with_the_budget(tmp_path, monkeypatch):
 
 def test_the_table_gives_speed_against_the_peak_and_fd_at_each_budget():
     runs = [{"budget": b, "fd": fd, "score": 8.5, "images_per_second": 500.0} for b, fd in [(60, 3.0), (150, 1.25)]]
-    table = bench_recipes.recipes_table({"notebook": {"batch_size": 64, "flops": 200e6, "runs": runs}}, [60, 150], 400e9)
+    recipes = {"notebook": {"batch_size": 64, "flops": 200e6, "runs": runs}}
+    table = bench_recipes.recipes_table(recipes, [60, 150], 400e9)
     assert table.splitlines() == [
-        "| recipe | batch | MFLOP/image | images/s | GFLOP/s (% of conv peak) | FD at 60 s | FD at 150 s | score at 150 s |",
+        "| recipe | batch | MFLOP/image | images/s | GFLOP/s (% of conv peak) | FD at 60 s | FD at 150 s "
+        "| score at 150 s |",
         "|---|---|---|---|---|---|---|---|",
         "| notebook | 64 | 200 | 500 | 100.0 (25%) | 3.00 | 1.25 | 8.50 |",
     ]
 
 
-def test_helper_runs_the_benchmark_as_a_program_of_its_own():
+def test_the_benchmark_runs_as_a_program_of_its_own():
     import subprocess
     import sys
 
-    run = subprocess.run([sys.executable, "helper.py", "benchmark-recipes", "--help"], cwd=helper.PROJECT_DIR,
+    run = subprocess.run([sys.executable, "tools/bench_recipes.py", "--help"], cwd=helper.PROJECT_DIR,
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
     assert "usage: bench_recipes.py" in run.stdout and "--budgets" in run.stdout
-    other = subprocess.run([sys.executable, "helper.py", "generate", "output/mnist", "--budgets", "60"],
-                           cwd=helper.PROJECT_DIR, capture_output=True, text=True, timeout=120)
-    assert other.returncode == 2 and "unrecognized arguments: --budgets 60" in other.stderr

@@ -18,6 +18,7 @@ import pytest
 from PIL import Image
 
 import helper
+from facegen import celeba, downloads, face_cache
 from support.notebook import notebook_functions
 
 ROWS = 300  # stand-in faces in the three shards, 100 each
@@ -25,8 +26,8 @@ NOT_JPEG_ROW = 150  # a row whose bytes are an HTML page, as a broken upload wou
 NOT_JPEG = b"<html><body>Moved</body></html>"
 SMALL_JPEG_ROW = 250  # a row whose JPEG is not CelebA's aligned 178x218
 CUT = 20_000  # bytes a dropped connection delivers before it closes
-SHARDS = list(helper.CELEBA_HUB_SHA256)
-HUB_PATHS = [url.removeprefix("https://huggingface.co/") for url in helper.CELEBA_URLS if url.endswith(".parquet")]
+SHARDS = list(celeba.CELEBA_HUB_SHA256)
+HUB_PATHS = [url.removeprefix("https://huggingface.co/") for url in celeba.CELEBA_URLS if url.endswith(".parquet")]
 # The Image feature as `datasets` writes it: the struct of the JPEG's bytes and its path, and the
 # feature itself in the schema's metadata.
 IMAGE_SCHEMA = pa.schema(
@@ -38,7 +39,7 @@ IMAGE_SCHEMA = pa.schema(
 @pytest.fixture(scope="module")
 def faces(tmp_path_factory):
     """ROWS stand-in 178x218 JPEGs, as bytes."""
-    archive = helper.make_standin_faces(tmp_path_factory.mktemp("faces") / "faces.zip", ROWS)
+    archive = celeba.make_standin_faces(tmp_path_factory.mktemp("faces") / "faces.zip", ROWS)
     with zipfile.ZipFile(archive) as zf:
         return [zf.read(name) for name in sorted(zf.namelist())]
 
@@ -75,8 +76,8 @@ def hub(monkeypatch, shards):
     """The test shards made 'the Hub's CelebA': shards 0 and 2 by their SHA-256, shard 1 by its content
     alone (no published checksum, as for the real shard 1)."""
     sha256 = {name: hashlib.sha256(content).hexdigest() for name, content in shards.items()}
-    monkeypatch.setattr(helper, "CELEBA_HUB_SHA256", {**sha256, SHARDS[1]: None})
-    monkeypatch.setattr(helper, "CELEBA_COUNT", ROWS)
+    monkeypatch.setattr(celeba, "CELEBA_HUB_SHA256", {**sha256, SHARDS[1]: None})
+    monkeypatch.setattr(celeba, "CELEBA_COUNT", ROWS)
     return shards
 
 
@@ -115,16 +116,16 @@ def assert_faces_from_rows(files, expected, faces):
 
 
 def test_sources_are_the_zip_then_the_hub_shards_pinned():
-    s3, *shards = helper.CELEBA_URLS
-    assert s3.endswith("/celeba.zip") and "google" not in " ".join(helper.CELEBA_URLS)
+    s3, *shards = celeba.CELEBA_URLS
+    assert s3.endswith("/celeba.zip") and "google" not in " ".join(celeba.CELEBA_URLS)
     for url, name in zip(shards, SHARDS, strict=True):
         match = re.fullmatch(r"https://huggingface\.co/datasets/nielsr/CelebA-faces/resolve/(\w+)/data/(.+)", url)
         revision = match[1]
         assert match[2] == name
         # A full commit, or (where no full hash is published) main with the shard checked by its content.
         pinned = re.fullmatch(r"[0-9a-f]{40}", revision)
-        assert pinned or (revision == "main" and helper.CELEBA_HUB_SHA256[name] is None)
-    assert helper.CELEBA_HUB_SHA256[SHARDS[0]] == "9c91b375f4d5fe0d120ad19e964632dd17be5a3d57f19e46f4489ee3d5931eed"
+        assert pinned or (revision == "main" and celeba.CELEBA_HUB_SHA256[name] is None)
+    assert celeba.CELEBA_HUB_SHA256[SHARDS[0]] == "9c91b375f4d5fe0d120ad19e964632dd17be5a3d57f19e46f4489ee3d5931eed"
 
 
 # --- The Hub's copy -----------------------------------------------------------------------
@@ -133,7 +134,7 @@ def test_sources_are_the_zip_then_the_hub_shards_pinned():
 def test_load_celeba_gets_the_hub_copy_when_the_zip_mirror_fails(tmp_path, refused_url, hub, start_hub, faces, capsys):
     mirror = start_hub(hub)
     files, name = helper.load_celeba(tmp_path, urls=[refused_url + "celeba.zip", *hub_urls(mirror)])
-    assert name in ("CelebA", f"CelebA ({len(files):,} of its {helper.CELEBA_COUNT:,} images)")
+    assert name in ("CelebA", f"CelebA ({len(files):,} of its {celeba.CELEBA_COUNT:,} images)")
     assert_faces_from_rows(files, expected_files(tmp_path / "img_align_celeba"), faces)
     out = capsys.readouterr().out
     skipped = f"{original_name(NOT_JPEG_ROW)}, {original_name(SMALL_JPEG_ROW)}"
@@ -165,7 +166,7 @@ def test_hub_download_resumes_behind_the_redirect(tmp_path, refused_url, hub, st
 
     good = start_hub(hub)
     files, name = helper.load_celeba(tmp_path, urls=[refused_url, *hub_urls(good)])
-    assert name in ("CelebA", f"CelebA ({len(files):,} of its {helper.CELEBA_COUNT:,} images)")
+    assert name in ("CelebA", f"CelebA ({len(files):,} of its {celeba.CELEBA_COUNT:,} images)")
     # The Range header went to the Hub and, through the redirect, on to the CDN, which sent only the rest.
     assert good.requests[:2] == [(HUB_PATHS[0], f"bytes={CUT}-"), (f"cdn/{SHARDS[0]}", f"bytes={CUT}-")]
     assert good.bytes_sent == sum(map(len, hub.values())) - CUT
@@ -181,7 +182,7 @@ def test_a_shard_with_a_wrong_checksum_is_refused_and_fetched_from_the_next_mirr
     wrong = start_hub(wrong_shard(hub, SHARDS[0], faces))
     good = start_hub(hub)
     files, name = helper.load_celeba(tmp_path, urls=[*hub_urls(wrong), *hub_urls(good)])
-    assert name in ("CelebA", f"CelebA ({len(files):,} of its {helper.CELEBA_COUNT:,} images)")
+    assert name in ("CelebA", f"CelebA ({len(files):,} of its {celeba.CELEBA_COUNT:,} images)")
     assert_faces_from_rows(files, expected_files(tmp_path / "img_align_celeba"), faces)
     assert [path for path, _ in good.requests if path.startswith("cdn/")] == [f"cdn/{SHARDS[0]}"]
 
@@ -199,7 +200,7 @@ def test_a_wrong_shard_from_the_only_mirror_is_refused_and_reported(
     assert f"Could not download {name}:" in out
     if shard == 0:
         actual = hashlib.sha256(served[name]).hexdigest()
-        assert f"wrong checksum (sha256 {actual}, expected {helper.CELEBA_HUB_SHA256[name]})" in out
+        assert f"wrong checksum (sha256 {actual}, expected {celeba.CELEBA_HUB_SHA256[name]})" in out
     else:
         assert "not a parquet file" in out
     assert not (tmp_path / name).exists() and not (tmp_path / f"{name}.part").exists()
@@ -213,10 +214,10 @@ def test_a_wrong_shard_from_the_only_mirror_is_refused_and_reported(
 def test_hub_shards_placed_by_hand_are_used(tmp_path, monkeypatch, hub, faces, paths):
     for name, content in make_shards(faces, paths).items():
         (tmp_path / name).write_bytes(content)
-        if helper.CELEBA_HUB_SHA256[name]:  # other bytes than the hub fixture's without paths: their own checksums
-            monkeypatch.setitem(helper.CELEBA_HUB_SHA256, name, hashlib.sha256(content).hexdigest())
+        if celeba.CELEBA_HUB_SHA256[name]:  # other bytes than the hub fixture's without paths: their own checksums
+            monkeypatch.setitem(celeba.CELEBA_HUB_SHA256, name, hashlib.sha256(content).hexdigest())
     files, name = helper.load_celeba(tmp_path, urls=[])  # no URL: nothing can be downloaded
-    assert name in ("CelebA", f"CelebA ({len(files):,} of its {helper.CELEBA_COUNT:,} images)")
+    assert name in ("CelebA", f"CelebA ({len(files):,} of its {celeba.CELEBA_COUNT:,} images)")
     assert_faces_from_rows(files, expected_files(tmp_path / "img_align_celeba", named_by_path=paths), faces)
     assert not list(tmp_path.glob(".*"))  # no staging folder left
 
@@ -249,7 +250,7 @@ def test_kaggle_layout_is_used_as_it_is(tmp_path, faces):
     for row, face in enumerate(faces[:5]):
         (folder / f"{row + 1:06d}.jpg").write_bytes(face)
     files, name = helper.load_celeba(tmp_path, urls=[])
-    assert name in ("CelebA", f"CelebA ({len(files):,} of its {helper.CELEBA_COUNT:,} images)")
+    assert name in ("CelebA", f"CelebA ({len(files):,} of its {celeba.CELEBA_COUNT:,} images)")
     assert files == [str(folder / f"{row:06d}.jpg") for row in range(1, 6)]
 
 
@@ -261,7 +262,7 @@ FREE = 1_000  # bytes the disk is made to have
 @pytest.fixture
 def small_disk(monkeypatch):
     asked = []
-    monkeypatch.setattr(helper, "free_bytes", lambda directory: asked.append(Path(directory)) or FREE)
+    monkeypatch.setattr(downloads, "free_bytes", lambda directory: asked.append(Path(directory)) or FREE)
     return asked
 
 
@@ -275,10 +276,10 @@ def test_no_room_for_a_download_stops_before_any_request(tmp_path, small_disk, s
     data_dir = tmp_path / "data"  # not there yet: not even the folder is made
     zip_mirror, hub_mirror = start_mirror({"celeba.zip": b"never sent"}), start_hub(hub)
     for urls, what, needed in (
-        ([zip_mirror.url + "celeba.zip"], "CelebA's zip and its images", 2 * helper.CELEBA_ZIP_BYTES),
-        (hub_urls(hub_mirror), "CelebA's parquet shards and their images", 2 * helper.CELEBA_HUB_BYTES),
+        ([zip_mirror.url + "celeba.zip"], "CelebA's zip and its images", 2 * celeba.CELEBA_ZIP_BYTES),
+        (hub_urls(hub_mirror), "CelebA's parquet shards and their images", 2 * celeba.CELEBA_HUB_BYTES),
     ):
-        with pytest.raises(helper.NoRoomError) as error:
+        with pytest.raises(downloads.NoRoomError) as error:
             helper.load_celeba(data_dir, urls=urls)
         assert str(error.value) == (
             f"Not enough room for {what}: it needs {needed / 1e9:.1f} GB and the disk of {data_dir} has 0.0 GB free; "
@@ -293,12 +294,12 @@ def test_no_room_for_a_download_stops_before_any_request(tmp_path, small_disk, s
 def test_no_room_to_unpack_what_the_user_placed(tmp_path, monkeypatch, small_disk, hub, faces, placed):
     if placed == "zip":
         place_zip(tmp_path, faces)
-        monkeypatch.setattr(helper, "CELEBA_MD5", helper.md5sum(tmp_path / "img_align_celeba.zip"))
+        monkeypatch.setattr(celeba, "CELEBA_MD5", downloads.checksum(tmp_path / "img_align_celeba.zip"))
     else:
         for name, content in hub.items():
             (tmp_path / name).write_bytes(content)
     before = sorted(p.name for p in tmp_path.iterdir())
-    with pytest.raises(helper.NoRoomError, match=r"^Not enough room for the images of .*point data_dir at a disk"):
+    with pytest.raises(downloads.NoRoomError, match=r"^Not enough room for the images of .*point data_dir at a disk"):
         helper.load_celeba(tmp_path, urls=[])
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # no folder, no staging folder
 
@@ -310,14 +311,14 @@ def test_no_room_for_the_face_cache(tmp_path, small_disk, faces):
         (folder / f"{row + 1:06d}.jpg").write_bytes(face)
     files = sorted(str(p) for p in folder.iterdir())
     needed = 4 * 64 * 64 * 3
-    with pytest.raises(helper.NoRoomError, match=re.escape(f"the faces' cache img_align_celeba_64.npy: it needs "
+    with pytest.raises(downloads.NoRoomError, match=re.escape(f"the faces' cache img_align_celeba_64.npy: it needs "
                                                            f"{needed / 1e9:.1f} GB")):
-        helper.face_cache(files, 64)
+        face_cache.face_cache(files, 64)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["img_align_celeba"]
 
 
 def test_free_bytes_asks_the_nearest_existing_folder(tmp_path, monkeypatch):
     asked = []
     monkeypatch.setattr(shutil, "disk_usage", lambda path: asked.append(path) or shutil._ntuple_diskusage(10, 5, 5))
-    assert helper.free_bytes(tmp_path / "data" / "img_align_celeba") == 5
+    assert downloads.free_bytes(tmp_path / "data" / "img_align_celeba") == 5
     assert asked == [tmp_path]

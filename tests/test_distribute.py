@@ -101,7 +101,7 @@ def test_mixed_precision_keeps_float32_weights_and_losses(notebook):
 
 
 def train_with_and_without_xla(notebook, tmp_path, dtype):
-    """The variables of the generator and the losses after 3 steps of `train`, without and with XLA, from the same start."""
+    """The generator's variables and the losses after 3 steps of `train`, without and with XLA, from the same start."""
     after = {}
     for jit_compile in (False, True):
         keras.utils.set_random_seed(0)  # the same initial weights for both runs
@@ -144,7 +144,7 @@ def test_train_under_xla_in_mixed_precision_takes_the_same_steps(notebook, tmp_p
 
 
 def test_two_workers_train_as_one_cluster(tmp_path):
-    """The README's several-machines set-up, on one machine: two workers, each with its TF_CONFIG, end with one model."""
+    """The README's several-machines set-up on one machine: two workers, each with its TF_CONFIG, end with one model."""
     worker = WORKER.with_name("multiworker_worker.py")
     ports = []
     for _ in range(2):  # free ports, as the workers will listen on them

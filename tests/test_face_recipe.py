@@ -2,10 +2,10 @@
 every clone can make; no CelebA), must draw faces the face measure finds close to them; a recipe that learns
 nothing must fail it."""
 
-import numpy as np
 import pytest
 
 import helper
+from facegen import face_cache
 from support.notebook import notebook_functions
 from tools.notebook import notebook_parameters
 
@@ -32,7 +32,7 @@ def train_and_measure(files, folder, seed=0, **changes):
                                      defaults["beta1"], folder, folder / "images", seed=seed,
                                      filters=defaults["celeba_filters"],
                                      full_resolution_layer=defaults["celeba_full_resolution_layer"])
-    faces, rows = helper.face_cache(files, SIZE)
+    faces, rows = face_cache.face_cache(files, SIZE)
     fakes = generator.predict(helper.noise(len(rows), defaults["z_dim"], seed), batch_size=500, verbose=0)
     return helper.FaceQuality(faces[rows])(fakes)
 

@@ -99,7 +99,8 @@ def test_face_quality_is_reported_and_in_range(run):
     config, notebook, _, _ = run
     texts = "".join("".join(output.get("text", "")) for cell in notebook.cells if cell.cell_type == "code"
                     for output in cell.outputs)
-    swd = re.findall(r"^SWD (\d+\.\d) over ([\d,]+) faces \(by level: 32x32: \d+\.\d, 16x16: \d+\.\d\)", texts, re.MULTILINE)
+    swd = re.findall(r"^SWD (\d+\.\d) over ([\d,]+) faces \(by level: 32x32: \d+\.\d, 16x16: \d+\.\d\)", texts,
+                     re.MULTILINE)
     if "celeba-standin" in stages(config):
         [(figure, count)] = swd
         assert 0 < float(figure) < 2000 and int(count.replace(",", "")) > 0  # untrained networks score about 600
@@ -148,11 +149,11 @@ def test_generate_command_runs_the_export_on_a_cpu_only_machine(run, tmp_path):
 
 def test_the_terminal_shows_each_stages_progress_and_the_notebook_does_not(run):
     config, notebook, _, terminal = run
-    # MNIST is "MNIST" online and "MNIST sample (offline: ...)" without a network; the quick profile never fetches CelebA.
+    # MNIST is "MNIST" online, "MNIST sample (offline: ...)" without a network; the quick profile never fetches CelebA.
     names = {"mnist": r"MNIST( sample \(offline[^)]*\))?", "celeba-standin": re.escape("stand-in faces (NOT CelebA)")}
     for name in (names[stage] for stage in stages(config)):
-        assert re.search(rf"^{name}: step (?P<step>\d+) of (?P=step), d_loss \d+\.\d+, g_loss \d+\.\d+", terminal, re.MULTILINE), \
-            f"no final progress line for {name} in:\n{terminal[-2000:]}"
+        final = rf"^{name}: step (?P<step>\d+) of (?P=step), d_loss \d+\.\d+, g_loss \d+\.\d+"
+        assert re.search(final, terminal, re.MULTILINE), f"no final progress line for {name} in:\n{terminal[-2000:]}"
     texts = "".join("".join(output.get("text", "")) for cell in notebook.cells if cell.cell_type == "code"
                     for output in cell.outputs)
     assert "d_loss" not in texts  # the cells show the progress bar, not these lines

@@ -1,6 +1,6 @@
-"""Tests for helper.py: downloads from local mirrors (tests/support/http_server.py) that serve the
-official archive formats and fail as real mirrors do, the offline fallbacks, extraction, the
-tf.data pipelines and image grids."""
+"""Tests for getting the data (facegen.downloads, facegen.mnist, facegen.celeba) and for helper.py's pipelines and
+image grids: downloads from local mirrors (tests/support/http_server.py) that serve the official archive formats
+and fail as real mirrors do, the offline fallbacks, extraction."""
 
 import gzip
 import hashlib
@@ -14,6 +14,7 @@ import pytest
 from PIL import Image
 
 import helper
+from facegen import celeba, downloads, face_cache, mnist
 
 # The download tests' file: the smallest (10,000 labels, 4.5 kB), written from the committed
 # sample exactly as published (tests/conftest.py), so its checksum is the official one.
@@ -36,13 +37,13 @@ def jpeg_names(count):
 def download_labels(mirror_urls, directory):
     """Download the test labels from the mirrors, as load_mnist does."""
     urls = [url + LABELS_GZ for url in mirror_urls]
-    return helper.download(urls, directory / LABELS_GZ, helper.MNIST_MD5[LABELS], decompress=True)
+    return downloads.download(urls, directory / LABELS_GZ, mnist.MNIST_MD5[LABELS], decompress=True)
 
 
 def assert_only_verified_labels(directory):
     """`directory` holds the verified test labels and nothing else (no `.part`)."""
     assert [p.name for p in directory.iterdir()] == [LABELS_GZ]
-    assert helper.md5sum(directory / LABELS_GZ, decompress=True) == helper.MNIST_MD5[LABELS]
+    assert downloads.checksum(directory / LABELS_GZ, decompress=True) == mnist.MNIST_MD5[LABELS]
 
 
 # --- Downloads ----------------------------------------------------------------------------
@@ -68,9 +69,9 @@ def test_download_error_names_the_file_and_both_checksums(tmp_path, start_mirror
     wrong_content = b"not the MNIST labels"
     wrong = start_mirror({LABELS_GZ: gzip.compress(wrong_content)})
     not_gzip = start_mirror({LABELS_GZ: b"<html>Moved</html>"})
-    with pytest.raises(helper.DownloadError) as error:
+    with pytest.raises(downloads.DownloadError) as error:
         download_labels([wrong.url, not_gzip.url], tmp_path)
-    message, expected = str(error.value), helper.MNIST_MD5[LABELS]
+    message, expected = str(error.value), mnist.MNIST_MD5[LABELS]
     assert message.startswith(f"Could not download {LABELS_GZ}:")
     actual = hashlib.md5(wrong_content).hexdigest()
     assert f"{wrong.url}{LABELS_GZ}: wrong checksum (md5 {actual}, expected {expected})" in message
@@ -108,7 +109,7 @@ def test_download_moves_on_from_a_broken_mirror(tmp_path, start_mirror, mnist_gz
 
 def test_download_error_names_every_mirror(tmp_path, broken_mirror):
     urls = [broken_mirror(kind) for kind in BROKEN_MIRRORS]
-    with pytest.raises(helper.DownloadError) as error:
+    with pytest.raises(downloads.DownloadError) as error:
         download_labels(urls, tmp_path)
     title, *failures, advice = str(error.value).splitlines()
     assert title == f"Could not download {LABELS_GZ}:"
@@ -125,7 +126,7 @@ def test_download_error_names_every_mirror(tmp_path, broken_mirror):
 def test_download_resumes_after_a_dropped_connection(tmp_path, start_mirror, mnist_gz, ignore_range):
     size = len(mnist_gz[LABELS_GZ])
     dropped = start_mirror(mnist_gz, cut_after=CUT)
-    with pytest.raises(helper.DownloadError, match=f"connection closed after {CUT:,} of {size:,} bytes"):
+    with pytest.raises(downloads.DownloadError, match=f"connection closed after {CUT:,} of {size:,} bytes"):
         download_labels([dropped.url], tmp_path)
     assert [p.name for p in tmp_path.iterdir()] == [f"{LABELS_GZ}.part"]
     assert (tmp_path / f"{LABELS_GZ}.part").stat().st_size == CUT
@@ -156,7 +157,7 @@ def test_download_restarts_a_full_length_but_wrong_part(tmp_path, start_mirror, 
 
 def test_https_mirrors_are_tried_before_plain_http():
     """Plain HTTP can be tampered with on the way: it comes last, and download() always checks the MD5."""
-    for urls in (helper.MNIST_MIRRORS, helper.CELEBA_URLS):
+    for urls in (mnist.MNIST_MIRRORS, celeba.CELEBA_URLS):
         https = [url.startswith("https://") for url in urls]
         assert https == sorted(https, reverse=True), urls
 
@@ -167,21 +168,21 @@ def test_https_mirrors_are_tried_before_plain_http():
 def test_the_committed_sample_is_official_mnist(mnist_gz):
     """The files written from the sample are the official test split, and the official training split's first 10,000."""
     md5s = {name.removesuffix(".gz"): hashlib.md5(gzip.decompress(gz)).hexdigest() for name, gz in mnist_gz.items()}
-    assert md5s == {**helper.MNIST_MD5, **SAMPLE_TRAIN_MD5}
+    assert md5s == {**mnist.MNIST_MD5, **SAMPLE_TRAIN_MD5}
 
 
 @pytest.fixture
 def sample_training_files(monkeypatch):
     """helper takes the training files written from the sample (10,000 digits) for the official ones."""
     for name, md5 in SAMPLE_TRAIN_MD5.items():
-        monkeypatch.setitem(helper.MNIST_MD5, name, md5)
+        monkeypatch.setitem(mnist.MNIST_MD5, name, md5)
 
 
 def test_load_mnist_downloads_once_then_uses_the_files(tmp_path, start_mirror, mnist_gz, sample_training_files):
     mirror = start_mirror(mnist_gz)
     images, labels, name = helper.load_mnist(tmp_path, mirrors=[mirror.url])
     assert (images.shape, images.dtype, labels.shape, name) == ((10_000, 28, 28, 1), np.uint8, (10_000,), "MNIST")
-    with np.load(helper.MNIST_SAMPLE) as sample:  # what the served files were written from
+    with np.load(mnist.MNIST_SAMPLE) as sample:  # what the served files were written from
         np.testing.assert_array_equal(images[..., 0], sample["train_images"])
         np.testing.assert_array_equal(labels, sample["train_labels"])
     files = sorted(p.name for p in (tmp_path / "mnist").iterdir())
@@ -237,7 +238,7 @@ def test_load_mnist_falls_back_to_the_committed_sample_offline(tmp_path, refused
 def test_load_mnist_test_split_falls_back_to_the_whole_committed_test_set(tmp_path, refused_url, mnist_gz):
     images, labels, name = helper.load_mnist(tmp_path, "test", mirrors=[refused_url])
     assert (images.shape, labels.shape, name) == ((10_000, 28, 28, 1), (10_000,), "MNIST test set")
-    official = helper.read_idx(gzip.decompress(mnist_gz["t10k-images-idx3-ubyte.gz"]))
+    official = mnist.read_idx(gzip.decompress(mnist_gz["t10k-images-idx3-ubyte.gz"]))
     np.testing.assert_array_equal(images[..., 0], official)
 
 
@@ -247,14 +248,14 @@ def test_load_mnist_test_split_falls_back_to_the_whole_committed_test_set(tmp_pa
 @pytest.fixture(scope="module")
 def celeba_zip(tmp_path_factory):
     """A small zip in CelebA's exact layout: img_align_celeba/000001.jpg, ..."""
-    return helper.make_standin_faces(tmp_path_factory.mktemp("celeba") / "celeba.zip", CELEBA_IMAGES)
+    return celeba.make_standin_faces(tmp_path_factory.mktemp("celeba") / "celeba.zip", CELEBA_IMAGES)
 
 
 @pytest.fixture
 def official_celeba(monkeypatch, celeba_zip):
     """The small zip, made 'the official CelebA file' by giving helper its MD5 and image count."""
-    monkeypatch.setattr(helper, "CELEBA_MD5", helper.md5sum(celeba_zip))
-    monkeypatch.setattr(helper, "CELEBA_COUNT", CELEBA_IMAGES)
+    monkeypatch.setattr(celeba, "CELEBA_MD5", downloads.checksum(celeba_zip))
+    monkeypatch.setattr(celeba, "CELEBA_COUNT", CELEBA_IMAGES)
     return celeba_zip
 
 
@@ -288,8 +289,8 @@ def test_load_celeba_uses_an_incomplete_folder_and_says_so(tmp_path, capsys):
     for jpeg in jpeg_names(3):
         (folder / jpeg).write_bytes(b"")  # load_celeba lists the files; it does not read them
     files, name = helper.load_celeba(tmp_path, urls=[])
-    assert (len(files), name) == (3, f"CelebA (3 of its {helper.CELEBA_COUNT:,} images)")
-    assert f"holds 3 images; the full CelebA set has {helper.CELEBA_COUNT:,}" in capsys.readouterr().out
+    assert (len(files), name) == (3, f"CelebA (3 of its {celeba.CELEBA_COUNT:,} images)")
+    assert f"holds 3 images; the full CelebA set has {celeba.CELEBA_COUNT:,}" in capsys.readouterr().out
 
 
 STANDIN_CAUSES = {  # why CelebA can't be had -> what load_celeba says
@@ -340,7 +341,7 @@ def test_extract_zip_refuses_unsafe_entries(tmp_path, entry):
             zf.writestr(member, b"\xff\xd8 a JPEG")
     name = getattr(entry, "filename", entry)
     with pytest.raises(ValueError, match=re.escape(repr(name))):
-        helper.extract_zip(archive, tmp_path, "img_align_celeba")
+        celeba.extract_zip(archive, tmp_path, "img_align_celeba")
     assert [p.name for p in tmp_path.iterdir()] == ["unsafe.zip"]  # no folder, no staging folder
 
 
@@ -349,7 +350,7 @@ def test_extract_zip_after_a_cut_off_extraction(tmp_path, celeba_zip):
     leftover.mkdir(parents=True)
     (leftover / "000001.jpg").write_bytes(b"half a JPEG")
     (leftover / "999999.jpg").write_bytes(b"")
-    folder = helper.extract_zip(celeba_zip, tmp_path, "img_align_celeba")
+    folder = celeba.extract_zip(celeba_zip, tmp_path, "img_align_celeba")
     assert folder == tmp_path / "img_align_celeba"
     assert sorted(p.name for p in folder.iterdir()) == jpeg_names(CELEBA_IMAGES)
     with zipfile.ZipFile(celeba_zip) as zf:
@@ -362,7 +363,7 @@ def test_extract_zip_after_a_cut_off_extraction(tmp_path, celeba_zip):
 
 @pytest.fixture(scope="module")
 def standin_jpegs(celeba_zip, tmp_path_factory):
-    folder = helper.extract_zip(celeba_zip, tmp_path_factory.mktemp("faces"), "img_align_celeba")
+    folder = celeba.extract_zip(celeba_zip, tmp_path_factory.mktemp("faces"), "img_align_celeba")
     return sorted(str(p) for p in folder.glob("*.jpg"))
 
 
@@ -375,7 +376,7 @@ def test_celeba_dataset_batches(standin_jpegs, size):
 
 
 def test_celeba_face_takes_the_centered_square(tmp_path):
-    height, width = helper.CELEBA_SHAPE
+    height, width = celeba.CELEBA_SHAPE
     top, left, side = (height - 108) // 2, (width - 108) // 2, 108
     picture = np.zeros((height, width, 3), np.uint8)
     picture[top : top + side, left : left + side] = 255
@@ -387,7 +388,7 @@ def test_celeba_face_takes_the_centered_square(tmp_path):
               decoded[top : top + side, left - 1], decoded[top : top + side, left + side])
     assert max(line.max() for line in around) < 40
 
-    face = helper.celeba_face(str(path), 64).numpy()
+    face = face_cache.celeba_face(str(path), 64).numpy()
     assert (face.shape, face.dtype) == ((64, 64, 3), np.float32)
     assert face.min() > 0.9  # white everywhere ([-1, 1] range)
 

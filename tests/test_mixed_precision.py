@@ -6,6 +6,7 @@ import pytest
 import tensorflow as tf
 
 import helper
+from facegen import mnist
 from support.notebook import notebook_functions
 from support.train_worker import digits
 
@@ -25,7 +26,7 @@ def train():
 
 
 def sample_digits(count):
-    with np.load(helper.MNIST_SAMPLE, allow_pickle=False) as sample:
+    with np.load(mnist.MNIST_SAMPLE, allow_pickle=False) as sample:
         return sample["test_images"][:count, ..., None], sample["train_images"][:count, ..., None]
 
 
@@ -78,4 +79,5 @@ def test_exported_generator_of_a_mixed_precision_run_is_float32(tmp_path, mixed_
     # about 5 operations per layer (inputs, weights, output, batch norm's shift and scale): over the generator's
     # 3 layers, within 15 such roundings of the images' size.
     images = generator(z, training=False)
-    np.testing.assert_allclose(exported(z, training=False), images, atol=15 * 2.0**-11 * float(tf.reduce_max(tf.abs(images))))
+    size = float(tf.reduce_max(tf.abs(images)))
+    np.testing.assert_allclose(exported(z, training=False), images, atol=15 * 2.0**-11 * size)

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import helper
+from facegen import face_cache, pixels
 
 pytestmark = pytest.mark.numerics  # compares resized pixels within a rounding tolerance
 
@@ -62,7 +63,7 @@ def garble(files):
 
 def reference_faces(files, size=SIZE):
     """The faces as celeba_face decodes them, one by one, in [-1, 1]."""
-    return np.stack([helper.celeba_face(f, size).numpy() for f in files])
+    return np.stack([face_cache.celeba_face(f, size).numpy() for f in files])
 
 
 def epoch_order(dataset, reference):
@@ -78,7 +79,7 @@ def epoch_order(dataset, reference):
 
 
 def test_cache_is_built_once_then_reused(files):
-    cache = helper.face_cache_path(files, SIZE)
+    cache = face_cache.face_cache_path(files, SIZE)
     helper.celeba_dataset(files, SIZE, BATCH)
     built = build_of(cache)
     reference = reference_faces(files)
@@ -93,13 +94,13 @@ def test_cache_is_built_once_then_reused(files):
 
 def test_cache_is_rebuilt_when_the_size_changes(files, tmp_path):
     cache = tmp_path / "faces.npy"  # one path for both sizes: the sidecar, not the name, tells them apart
-    assert helper.face_cache(files, SIZE, cache)[0].shape == (COUNT, SIZE, SIZE, 3)
+    assert face_cache.face_cache(files, SIZE, cache)[0].shape == (COUNT, SIZE, SIZE, 3)
     first = build_of(cache)
-    assert helper.face_cache(files, 28, cache)[0].shape == (COUNT, 28, 28, 3)
+    assert face_cache.face_cache(files, 28, cache)[0].shape == (COUNT, 28, 28, 3)
     rebuilt = build_of(cache)
     assert rebuilt != first
-    np.testing.assert_allclose(helper.to_unit_range(helper.face_cache(files, 28, cache)[0]), reference_faces(files, 28),
-                               atol=HALF_LEVEL)
+    faces = pixels.to_unit_range(face_cache.face_cache(files, 28, cache)[0])
+    np.testing.assert_allclose(faces, reference_faces(files, 28), atol=HALF_LEVEL)
     assert build_of(cache) == rebuilt
 
 
@@ -111,12 +112,12 @@ def replace_a_file(files):
 @pytest.mark.parametrize("change", [lambda files: files[:-1], lambda files: files[::-1], replace_a_file],
                          ids=["one file fewer", "another order", "a file replaced"])
 def test_cache_is_rebuilt_when_the_files_change(files, change):
-    helper.face_cache(files, SIZE)
-    first = build_of(helper.face_cache_path(files, SIZE))
+    face_cache.face_cache(files, SIZE)
+    first = build_of(face_cache.face_cache_path(files, SIZE))
     changed = change(files)
-    faces, _ = helper.face_cache(changed, SIZE)
-    assert build_of(helper.face_cache_path(changed, SIZE)) != first
-    np.testing.assert_allclose(helper.to_unit_range(faces), reference_faces(changed), atol=HALF_LEVEL)
+    faces, _ = face_cache.face_cache(changed, SIZE)
+    assert build_of(face_cache.face_cache_path(changed, SIZE)) != first
+    np.testing.assert_allclose(pixels.to_unit_range(faces), reference_faces(changed), atol=HALF_LEVEL)
 
 
 def only_a_part(cache):
@@ -147,14 +148,14 @@ def garbage_sidecar(cache):
 
 @pytest.mark.parametrize("damage", [only_a_part, no_sidecar, other_sidecar, array_cut_short, garbage_sidecar])
 def test_a_half_written_or_foreign_cache_is_not_used(files, damage):
-    cache = helper.face_cache_path(files, SIZE)
-    helper.face_cache(files, SIZE)
+    cache = face_cache.face_cache_path(files, SIZE)
+    face_cache.face_cache(files, SIZE)
     built = build_of(cache)
     damage(cache)
     damaged = build_of(cache) if cache.exists() else None
-    faces, _ = helper.face_cache(files, SIZE)
+    faces, _ = face_cache.face_cache(files, SIZE)
     assert build_of(cache) not in (built, damaged)  # rebuilt: neither kept nor put back as it was
-    np.testing.assert_allclose(helper.to_unit_range(faces), reference_faces(files), atol=HALF_LEVEL)
+    np.testing.assert_allclose(pixels.to_unit_range(faces), reference_faces(files), atol=HALF_LEVEL)
     assert sorted(p.name for p in cache.parent.glob(f"{cache.stem}*")) == [f"{cache.stem}.json", cache.name]
 
 
@@ -163,7 +164,7 @@ def test_standin_cache_stays_in_the_standin_folder(data_dir, files):
     assert [p.name for p in data_dir.iterdir()] == ["standin"]  # nothing where CelebA and its cache would go
     assert sorted(p.name for p in (data_dir / "standin").iterdir()) == [
         "img_align_celeba", "img_align_celeba.zip", f"img_align_celeba_{SIZE}.json", f"img_align_celeba_{SIZE}.npy"]
-    assert helper.face_cache_path(["data/img_align_celeba/000001.jpg"], 64) == \
+    assert face_cache.face_cache_path(["data/img_align_celeba/000001.jpg"], 64) == \
         Path("data/img_align_celeba_64.npy")  # CelebA's own, beside its folder
 
 
@@ -171,7 +172,7 @@ def test_cache_is_loaded_memory_mapped_and_without_pickle(files, monkeypatch):
     calls = []
     load = np.load
     monkeypatch.setattr(np, "load", lambda *args, **kwargs: calls.append(kwargs) or load(*args, **kwargs))
-    faces, _ = helper.face_cache(files, SIZE)
+    faces, _ = face_cache.face_cache(files, SIZE)
     next(iter(helper.celeba_dataset(files, SIZE, BATCH)))
     assert calls and all(kwargs == {"mmap_mode": "r", "allow_pickle": False} for kwargs in calls)
     assert isinstance(faces, np.memmap) and not faces.flags.writeable

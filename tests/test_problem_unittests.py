@@ -119,7 +119,8 @@ def discriminator_with_two_logits(notebook, image_shape, filters=64):
 
 def discriminator_with_a_map_of_logits(notebook, image_shape, filters=64):
     """A PatchGAN-like map of logits, (batch, h, w, 1), instead of one per image."""
-    return with_last_layers(notebook["discriminator"](image_shape, filters), layers.Conv2D(1, 3, padding="same"), drop=2)
+    return with_last_layers(notebook["discriminator"](image_shape, filters), layers.Conv2D(1, 3, padding="same"),
+                            drop=2)
 
 
 def discriminator_with_sigmoid_dense(notebook, image_shape, filters=64):
@@ -515,7 +516,8 @@ BROKEN = [
     broken("generator", generator_ignoring_z_dim, r"The input should be \(None, 7\)"),
     broken("generator", generator_ignoring_z, "Four different z gave the same image"),
     broken("generator", generator_with_sigmoid, r"should be able to reach both -1 and 1"),
-    broken("generator", generator_stopping_the_gradient_inside, "The generator's output does not depend on the weights"),
+    broken("generator", generator_stopping_the_gradient_inside,
+           "The generator's output does not depend on the weights"),
     broken("generator", generator_with_a_frozen_layer, r"The generator's layers \['dense.*'\] are frozen"),
     broken("generator", generator_ignoring_filters, "The generator's width should follow `filters`"),
     broken("generator", generator_ignoring_full_resolution_layer,

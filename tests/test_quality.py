@@ -5,6 +5,8 @@ import numpy as np
 import pytest
 
 import helper
+from facegen import digit_quality, mnist, pixels
+from facegen.quality import classifier_score
 
 pytestmark = pytest.mark.numerics  # the classifier's accuracy and Fréchet distances
 
@@ -21,7 +23,7 @@ def data_dir(tmp_path_factory, place_mnist_test_split):
 @pytest.fixture(scope="module")
 def train():
     """The first 10,000 official training digits and their labels: the committed sample's."""
-    with np.load(helper.MNIST_SAMPLE, allow_pickle=False) as sample:
+    with np.load(mnist.MNIST_SAMPLE, allow_pickle=False) as sample:
         return sample["train_images"][..., np.newaxis], sample["train_labels"]
 
 
@@ -32,9 +34,9 @@ def quality(data_dir):
 
 def test_committed_classifier_weights_load_and_know_99_percent_of_test_digits(data_dir):
     images, labels, _ = helper.load_mnist(data_dir, "test", mirrors=())
-    classifier = helper.mnist_classifier()
-    classifier.load_weights(helper.MNIST_CLASSIFIER)
-    probabilities = classifier.predict(helper.to_unit_range(images), batch_size=500, verbose=0)
+    classifier = digit_quality.mnist_classifier()
+    classifier.load_weights(digit_quality.MNIST_CLASSIFIER)
+    probabilities = classifier.predict(pixels.to_unit_range(images), batch_size=500, verbose=0)
     assert np.mean(probabilities.argmax(1) == labels) >= 0.99
     assert 64 <= classifier.get_layer("features").units <= 128
     assert classifier.count_params() < 150_000
@@ -79,5 +81,5 @@ def test_a_repeated_image_scores_1(quality, train):
 def test_classifier_score_counts_the_classes_images_are_sure_of_when_equally_frequent():
     for classes in (10, 2, 1):
         sure = np.eye(10)[np.arange(1000) % classes]
-        assert helper.classifier_score(sure) == pytest.approx(classes)
-    assert helper.classifier_score(np.full((1000, 10), 0.1)) == pytest.approx(1)  # sure of nothing
+        assert classifier_score(sure) == pytest.approx(classes)
+    assert classifier_score(np.full((1000, 10), 0.1)) == pytest.approx(1)  # sure of nothing

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import helper
+from facegen import mnist
 from support.notebook import notebook_functions
 from tools.notebook import notebook_parameters
 
@@ -26,7 +27,7 @@ def learned_digits(quality):
 def train_and_measure(tmp_path, seed=0, **changes):
     """Train the notebook's MNIST stage, at its defaults except `changes`, on the sample; measure 10,000 digits."""
     notebook, defaults = notebook_functions(), {**notebook_parameters(), **changes}
-    with np.load(helper.MNIST_SAMPLE, allow_pickle=False) as sample:
+    with np.load(mnist.MNIST_SAMPLE, allow_pickle=False) as sample:
         images, reference = sample["train_images"][..., None], sample["test_images"][..., None]
     dataset = helper.mnist_dataset(images, defaults["mnist_batch_size"], seed)
     generator, _ = notebook["train"](dataset, "regression", EPOCHS, defaults["z_dim"], defaults["mnist_learning_rate"],

@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 import helper
+from facegen import downloads, pixels, quality
 
 pytestmark = pytest.mark.numerics  # compares generated images and Fréchet distances within rounding tolerances
 
@@ -24,7 +25,8 @@ def generator():
     """A tiny generator: z -> Dense -> tanh, shaped as an image."""
     return keras.Sequential([
         keras.Input((Z_DIM,)),
-        keras.layers.Dense(int(np.prod(SHAPE)), activation="tanh", kernel_initializer=keras.initializers.RandomNormal(seed=0)),
+        keras.layers.Dense(int(np.prod(SHAPE)), activation="tanh",
+                           kernel_initializer=keras.initializers.RandomNormal(seed=0)),
         keras.layers.Reshape(SHAPE),
     ])
 
@@ -80,11 +82,13 @@ def test_save_gif_writes_enlarged_looping_frames_holding_the_last(tmp_path, chan
 
     path = helper.save_gif(frames, tmp_path / "walk.gif")
     with Image.open(path) as gif:
-        assert (gif.n_frames, gif.size, gif.info["loop"]) == (3, (frames[0].shape[1] * scale, frames[0].shape[0] * scale), 0)
+        size = (frames[0].shape[1] * scale, frames[0].shape[0] * scale)
+        assert (gif.n_frames, gif.size, gif.info["loop"]) == (3, size, 0)
         for i, frame in enumerate(frames):
             gif.seek(i)
             assert gif.info["duration"] == (2000 if i == 2 else 200)
-            np.testing.assert_array_equal(np.asarray(gif.convert("RGB" if channels == 3 else "L"))[::scale, ::scale], frame)
+            shown = np.asarray(gif.convert("RGB" if channels == 3 else "L"))
+            np.testing.assert_array_equal(shown[::scale, ::scale], frame)
 
 
 # --- Generating more ----------------------------------------------------------------------
@@ -101,8 +105,8 @@ def test_generate_loads_the_export_and_repeats_per_seed(generator, model_dir):
 def test_generate_command_writes_a_grid(model_dir, tmp_path):
     out = tmp_path / "generated.png"
     run = subprocess.run(
-        [sys.executable, str(helper.PROJECT_DIR / "helper.py"), "generate", str(model_dir), "--count", "6", "--seed", "2",
-         "--out", str(out)], capture_output=True, text=True, cwd=tmp_path,
+        [sys.executable, str(helper.PROJECT_DIR / "helper.py"), "generate", str(model_dir), "--count", "6",
+         "--seed", "2", "--out", str(out)], capture_output=True, text=True, cwd=tmp_path,
     )
     assert run.returncode == 0, run.stderr
     assert run.stdout == f"Wrote 6 images from {model_dir} to {out}.\n"
@@ -114,7 +118,8 @@ def test_generate_command_writes_a_grid(model_dir, tmp_path):
 
 
 def test_generate_command_writes_separate_files(model_dir, tmp_path, capsys):
-    helper.main(["generate", str(model_dir), "--count", "3", "--seed", "2", "--separate", "--out", str(tmp_path / "new")])
+    helper.main(["generate", str(model_dir), "--count", "3", "--seed", "2", "--separate",
+                 "--out", str(tmp_path / "new")])
     assert sorted(p.name for p in (tmp_path / "new").iterdir()) == ["0000.png", "0001.png", "0002.png"]
     for i, image in enumerate(helper.generate(model_dir, 3, seed=2)):
         np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "new" / f"{i:04d}.png")), image)
@@ -133,7 +138,7 @@ def test_frechet_distance_of_shifted_and_scaled_gaussians(mean, scale):
     expected = dims * mean**2 + dims * (1 - scale) ** 2
     # Sampling error, not rounding: from 200,000 samples each mean is within 3 / sqrt(200,000) = 0.7 % of a unit
     # and each variance within 3 sqrt(2 / 200,000) = 1 % (three standard errors), so 1 % of the result, or 0.01.
-    assert helper.frechet_distance(a, b) == pytest.approx(expected, rel=0.01, abs=0.01)
+    assert quality.frechet_distance(a, b) == pytest.approx(expected, rel=0.01, abs=0.01)
 
 
 def test_fid_of_a_set_with_itself_is_zero(monkeypatch):
@@ -143,10 +148,10 @@ def test_fid_of_a_set_with_itself_is_zero(monkeypatch):
         compared.append((features_a, features_b))
         return helper_frechet_distance(features_a, features_b)
 
-    helper_frechet_distance = helper.frechet_distance
-    monkeypatch.setattr(helper, "frechet_distance", frechet_distance)
+    helper_frechet_distance = quality.frechet_distance
+    monkeypatch.setattr(quality, "frechet_distance", frechet_distance)
     digits = np.random.default_rng(0).integers(0, 256, (12, 28, 28, 1), dtype=np.uint8)  # grey, like MNIST
-    same = helper.fid(digits, helper.to_unit_range(digits).numpy(), weights=None, size=75, batch_size=5)
+    same = helper.fid(digits, pixels.to_unit_range(digits).numpy(), weights=None, size=75, batch_size=5)
 
     [(features, features_again)] = compared
     assert features.shape == (12, 2048)
@@ -177,7 +182,7 @@ def test_fid_offline_says_so_in_one_line_and_returns_none(monkeypatch, capsys, f
     out = capsys.readouterr().out
     assert out.count("\n") == 1 and out.startswith("FID skipped: could not download InceptionV3's ImageNet weights")
     assert str(failure) in out
-    assert timeouts == [helper.TIMEOUT] and socket.getdefaulttimeout() == timeout
+    assert timeouts == [downloads.TIMEOUT] and socket.getdefaulttimeout() == timeout
 
 
 def test_fid_raises_other_errors():

@@ -4,8 +4,7 @@ Each runs from the repository's root, e.g. `python tools/bench_xla.py`; `--help`
 
 - `bench_pipeline.py`: how fast the CelebA input pipeline is, next to what a training step consumes;
 - `bench_xla.py`: the notebook's training step with and without XLA;
-- `bench_recipes.py`: the notebook's MNIST recipe against two published DCGAN recipes (`baselines.py`); also
-  `python helper.py benchmark-recipes`;
+- `bench_recipes.py`: the notebook's MNIST recipe against two published DCGAN recipes (`baselines.py`);
 - `bench_faces.py`: the notebook's face recipe against two published DCGAN recipes for faces (`face_baselines.py`),
   on real CelebA faces, over several seeds;
 - `check_face_measure.py`: the face measure on real faces and known degradations of them;
@@ -14,6 +13,6 @@ Each runs from the repository's root, e.g. `python tools/bench_xla.py`; `--help`
 - `make_mnist_sample.py`: writes the offline MNIST copy committed in data/;
 - `notebook.py`: the notebook's parameters and definitions, read without running it (also used by the tests).
 
-`training_speed.py`, `baselines.py` and `face_baselines.py` are shared by the benchmarks. The tools use helper.py; helper.py never
-imports them (its `benchmark-recipes` command starts bench_recipes.py as a program of its own).
+`training_speed.py`, `baselines.py` and `face_baselines.py` are shared by the benchmarks. The tools use helper.py
+and facegen/; neither imports them.
 """

@@ -26,6 +26,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import helper  # noqa: E402
+from facegen import face_cache  # noqa: E402
 from tools.baselines import Baseline  # noqa: E402
 from tools.bench_recipes import conv_peak_flops, train_to_budgets  # noqa: E402
 from tools.face_baselines import keras_dcgan, pytorch_dcgan  # noqa: E402
@@ -44,15 +45,16 @@ def notebook_recipe(size, **changes):
                   full_resolution_layer=parameters["celeba_full_resolution_layer"])
     unknown = set(changes) - set(recipe)
     if unknown:
-        raise ValueError(f"--recipe: unknown setting(s) {sorted(unknown)}; the notebook's face recipe has {sorted(recipe)}.")
+        raise ValueError(f"--recipe: unknown setting(s) {sorted(unknown)}; the notebook's face recipe has "
+                         f"{sorted(recipe)}.")
     recipe.update(changes)
     notebook = notebook_definitions()
     discriminator = notebook["discriminator"]((size, size, 3), recipe["filters"])
     generator = notebook["generator"](parameters["z_dim"], (size, size, 3), recipe["filters"],
                                       recipe["full_resolution_layer"])
     train_step = notebook["model_opt"](discriminator, generator, recipe["learning_rate"], recipe["beta1"])[0]
-    return Baseline(generator, discriminator, train_step, recipe["batch_size"], training_flops(discriminator, generator),
-                    parameters["z_dim"])
+    return Baseline(generator, discriminator, train_step, recipe["batch_size"],
+                    training_flops(discriminator, generator), parameters["z_dim"])
 
 
 def parse_recipe(text):
@@ -96,9 +98,9 @@ def two_times_better(recipes, budgets, name="notebook"):
         theirs = [runs[i]["swd"] for runs in recipes[best]["seeds"].values()]
         ratio = np.mean(theirs) / np.mean(mine)
         met = ratio >= 2 and max(mine) < min(theirs)
+        spreads = "apart" if max(mine) < min(theirs) else "overlapping"
         lines.append(f"- {budget:g} s: {name} {np.mean(mine):.1f}, {best} {np.mean(theirs):.1f}: {ratio:.2f}x "
-                     f"{'better' if ratio >= 1 else 'as good'}, spreads {'apart' if max(mine) < min(theirs) else 'overlapping'}"
-                     f": 2x {'met' if met else 'NOT met'}")
+                     f"{'better' if ratio >= 1 else 'as good'}, spreads {spreads}: 2x {'met' if met else 'NOT met'}")
     return "\n".join(lines)
 
 
@@ -109,7 +111,7 @@ def benchmark_faces(data_dir="data", size=64, budgets=(120, 300), seeds=(0, 1, 2
     if data_name == helper.STANDIN_NAME:
         raise SystemExit(f"The face benchmark needs real CelebA images in {data_dir}/img_align_celeba/, "
                          f"not the {data_name}: see the README's Data section.")
-    faces, rows = helper.face_cache(files, size)
+    faces, rows = face_cache.face_cache(files, size)
     order = np.random.default_rng(0).permutation(rows)
     half = len(order) // 2
     reference, others = faces[np.sort(order[:half])], faces[np.sort(order[half:2 * half])]
@@ -143,7 +145,8 @@ def benchmark_faces(data_dir="data", size=64, budgets=(120, 300), seeds=(0, 1, 2
 
 def report(recipes, budgets, peak, floor, half):
     """Print the table, the floor and the 2x check."""
-    print(f"\n{faces_table(recipes, budgets, peak)}\n\nReal faces: SWD {floor:.1f} (the floor, {half:,} against {half:,}).")
+    print(f"\n{faces_table(recipes, budgets, peak)}\n\n"
+          f"Real faces: SWD {floor:.1f} (the floor, {half:,} against {half:,}).")
     if "notebook" in recipes and set(FACE_BASELINES) & set(recipes):
         print(two_times_better(recipes, budgets))
 
@@ -170,7 +173,8 @@ if __name__ == "__main__":
                         help="also train the notebook's recipe with changes: NAME=key:value,... (repeatable)")
     parser.add_argument("--only", nargs="+", help="train only these recipes (notebook, 'PyTorch DCGAN', ...)")
     parser.add_argument("--out", help="also write the measurements to this JSON file")
-    parser.add_argument("--table", nargs="+", metavar="JSON", help="train nothing: report the runs saved in these files")
+    parser.add_argument("--table", nargs="+", metavar="JSON",
+                        help="train nothing: report the runs saved in these files")
     args = parser.parse_args()
     if args.table:
         raise SystemExit(report_saved(args.table))

@@ -18,6 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import tensorflow as tf  # noqa: E402
 
 import helper  # noqa: E402
+from facegen import celeba, face_cache  # noqa: E402
 from tools.training_speed import training_rate  # noqa: E402
 
 # Published peak FLOP/s of what TensorFlow runs a float32 model on by default: FP32 on the T4
@@ -45,12 +46,12 @@ def benchmark_pipeline(count=10_000, size=64, batch_size=64, data_dir="data", se
     from it, what one step of the notebook's DCGAN consumes on this machine, and estimated GPU
     rates from the step's FLOPs. The stand-in faces are made once in `<data_dir>/standin/`.
     """
-    folder = helper.standin_faces(Path(data_dir) / "standin", count)
+    folder = celeba.standin_faces(Path(data_dir) / "standin", count)
     files = sorted(str(path) for path in folder.glob("*.jpg"))
     print(f"{count:,} {helper.STANDIN_NAME} at {size}x{size}, batches of {batch_size}, on {os.cpu_count()} CPU cores:")
     with tempfile.TemporaryDirectory() as scratch:
         cache, start = Path(scratch, "faces.npy"), time.perf_counter()
-        helper.face_cache(files, size, cache)
+        face_cache.face_cache(files, size, cache)
         preprocessing = count / (time.perf_counter() - start)
         dataset = helper.celeba_dataset(files, size, batch_size, cache=cache)
         steady = _steady_rate(dataset, seconds)
@@ -63,10 +64,10 @@ def benchmark_pipeline(count=10_000, size=64, batch_size=64, data_dir="data", se
     print(f"  pipeline / training: {steady / training:,.0f}x (target: at least 20x)")
     print(f"Training FLOPs per image, counted from the layers' shapes: {flops / 1e9:.2f} GFLOP. Estimates, not "
           f"measurements, at {GPU_UTILISATION:.0%} of each GPU's peak, for a CelebA epoch "
-          f"({helper.CELEBA_COUNT:,} images):")
+          f"({celeba.CELEBA_COUNT:,} images):")
     for gpu, peak in GPU_PEAK_FLOPS.items():
         rate = peak * GPU_UTILISATION / flops
-        print(f"  {gpu:>5}: {rate:7,.0f} images/s, {helper.CELEBA_COUNT / rate:4.0f} s per epoch; "
+        print(f"  {gpu:>5}: {rate:7,.0f} images/s, {celeba.CELEBA_COUNT / rate:4.0f} s per epoch; "
               f"the pipeline measured here delivers {steady / rate:.1f}x that")
 
 

@@ -22,6 +22,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import helper  # noqa: E402
+from facegen import downloads  # noqa: E402
 from tools.baselines import BASELINES, RECIPE_Z_DIM  # noqa: E402
 from tools.notebook import NOTEBOOK, notebook_definitions, notebook_parameters  # noqa: E402
 from tools.training_speed import forward_flops, training_flops  # noqa: E402
@@ -33,7 +34,8 @@ def _describe_run(run, describe=helper.describe_quality):
     return f"  {run['budget']:g} s: {steps} in {run['train_seconds']:.0f} s; {describe(run)}"
 
 
-def train_to_budgets(baseline, make_batches, budgets, measure, samples=10_000, seed=0, describe=helper.describe_quality):
+def train_to_budgets(baseline, make_batches, budgets, measure, samples=10_000, seed=0,
+                     describe=helper.describe_quality):
     """Train a `Baseline` from scratch on `make_batches(batch_size)`, measuring it at each budget; one dict per budget.
 
     The clock counts wall-clock seconds of training, tracing included. At each budget it stops
@@ -44,16 +46,17 @@ def train_to_budgets(baseline, make_batches, budgets, measure, samples=10_000, s
     batches = iter(make_batches(baseline.batch_size).repeat())
     random = tf.random.Generator.from_seed(seed)
     measured_z = helper.noise(samples, baseline.z_dim, seed)
-    runs, steps, seconds = [], 0, 0.0
+    runs, steps, seconds, losses = [], 0, 0.0, []
     for budget in sorted(budgets):
-        start, losses = time.perf_counter(), []
+        start = time.perf_counter()
         while seconds + time.perf_counter() - start < budget:
             d_loss, g_loss = baseline.train_step(next(batches), random.normal([baseline.batch_size, baseline.z_dim]))
             losses.append((float(d_loss), float(g_loss)))  # waits for the step, as the notebook's loop does
             steps += 1
         seconds += time.perf_counter() - start
         measures = measure(baseline.generator.predict(measured_z, batch_size=250, verbose=0))
-        d_loss, g_loss = np.mean(losses[-100:], axis=0)  # the last 100 steps': who is winning
+        # The last 100 steps': who is winning (from before this budget too, when its first step already passed it).
+        d_loss, g_loss = np.mean(losses[-100:], axis=0)
         runs.append({"budget": budget, **measures, "steps": steps, "train_seconds": seconds,
                      "images_per_second": steps * baseline.batch_size / seconds,
                      "d_loss": float(d_loss), "g_loss": float(g_loss)})
@@ -131,7 +134,7 @@ def benchmark_recipes(data_dir="data", budgets=(60, 150, 300), out=None, seed=0)
     budgets = sorted(budgets)
     images, _, data_name = helper.load_mnist(data_dir)
     if data_name != "MNIST":
-        raise helper.DownloadError(f"The benchmark needs all 60,000 MNIST training digits, not the {data_name}.")
+        raise downloads.DownloadError(f"The benchmark needs all 60,000 MNIST training digits, not the {data_name}.")
     quality = helper.MnistQuality(data_dir)
     floor = quality(images[:10_000])["fd"]
     peak = conv_peak_flops()
@@ -154,7 +157,8 @@ def benchmark_recipes(data_dir="data", budgets=(60, 150, 300), out=None, seed=0)
         keras.utils.set_random_seed(seed)
         baseline = make_baseline()
         recipes[name] = {"batch_size": baseline.batch_size, "flops": baseline.flops,
-                         "runs": train_to_budgets(baseline, lambda batch_size: helper.mnist_dataset(images, batch_size, seed),
+                         "runs": train_to_budgets(baseline,
+                                                  lambda batch_size: helper.mnist_dataset(images, batch_size, seed),
                                                   budgets, quality, seed=seed)}
 
     print(f"\n{recipes_table(recipes, budgets, peak)}\n")

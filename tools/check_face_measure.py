@@ -22,6 +22,7 @@ import numpy as np  # noqa: E402
 from PIL import Image, ImageFilter  # noqa: E402
 
 import helper  # noqa: E402
+from facegen import face_cache  # noqa: E402
 
 
 def blurred(images, sigma):
@@ -44,7 +45,7 @@ def check_face_measure(data_dir="data", size=64):
     files, data_name = helper.load_celeba(data_dir, download_missing=False)
     if data_name == helper.STANDIN_NAME:
         raise SystemExit(f"The check needs real CelebA images in {data_dir}/img_align_celeba/, not the {data_name}.")
-    faces, rows = helper.face_cache(files, size)
+    faces, rows = face_cache.face_cache(files, size)
     order = np.random.default_rng(0).permutation(rows)
     half = len(order) // 2
     reference, others = faces[np.sort(order[:half])], faces[np.sort(order[half:2 * half])]
@@ -54,7 +55,7 @@ def check_face_measure(data_dir="data", size=64):
           f"(its patches in {time.perf_counter() - start:.1f} s).")
     with tempfile.TemporaryDirectory() as scratch:
         standin_files, _ = helper.load_celeba(scratch, download_missing=False, standin_count=half)
-        standins = np.asarray(helper.face_cache(standin_files, size)[0])
+        standins = np.asarray(face_cache.face_cache(standin_files, size)[0])
         sets = {
             "other real faces": others,
             "blurred, sigma 0.7 px": blurred(others, 0.7), "blurred, sigma 1.5 px": blurred(others, 1.5),

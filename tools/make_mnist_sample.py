@@ -17,17 +17,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 
 import helper  # noqa: E402
+from facegen import downloads, mnist  # noqa: E402
 
 
-def make_mnist_sample(data_dir="data", count=10_000, path=helper.MNIST_SAMPLE, mirrors=helper.MNIST_MIRRORS):
+def make_mnist_sample(data_dir="data", count=10_000, path=mnist.MNIST_SAMPLE, mirrors=mnist.MNIST_MIRRORS):
     """Write the first `count` official training digits and the whole test set to `path`, from `<data_dir>/mnist/`."""
     train_images, train_labels, _ = helper.load_mnist(data_dir, "train", mirrors)
     test_images, test_labels, _ = helper.load_mnist(data_dir, "test", mirrors)
     # load_mnist keeps the official files it used, and falls back to the committed copy only when it has none.
     directory = Path(data_dir) / "mnist"
-    missing = [f"{name}.gz" for name in helper.MNIST_MD5 if not (directory / f"{name}.gz").exists()]
+    missing = [f"{name}.gz" for name in mnist.MNIST_MD5 if not (directory / f"{name}.gz").exists()]
     if missing:
-        raise helper.DownloadError(f"The sample is made from the official MNIST files, and {', '.join(missing)} "
+        raise downloads.DownloadError(f"The sample is made from the official MNIST files, and {', '.join(missing)} "
                                    f"could not be had: run again when online, or put them in {directory}/.")
     np.savez_compressed(path, train_images=train_images[:count, ..., 0], train_labels=train_labels[:count],
                         test_images=test_images[..., 0], test_labels=test_labels)
@@ -39,7 +40,7 @@ if __name__ == "__main__":
     parser.add_argument("--data-dir", default="data",
                         help="where the official MNIST files are (in mnist/), or are downloaded to (default data)")
     parser.add_argument("--count", type=int, default=10_000, help="training digits to keep (default 10,000)")
-    parser.add_argument("--out", default=helper.MNIST_SAMPLE,
-                        help=f"the file to write (default {helper.MNIST_SAMPLE.relative_to(helper.PROJECT_DIR)})")
+    parser.add_argument("--out", default=mnist.MNIST_SAMPLE,
+                        help=f"the file to write (default {mnist.MNIST_SAMPLE.relative_to(helper.PROJECT_DIR)})")
     args = parser.parse_args()
     print(f"Wrote {make_mnist_sample(args.data_dir, args.count, args.out)}.")

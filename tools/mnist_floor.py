@@ -12,9 +12,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import helper  # noqa: E402
+from facegen import mnist  # noqa: E402
 
 
-def mnist_floor(data_dir="data", count=10_000, mirrors=helper.MNIST_MIRRORS):
+def mnist_floor(data_dir="data", count=10_000, mirrors=mnist.MNIST_MIRRORS):
     """`MnistQuality` of real digits, the first `count` training ones: the best a generator can expect.
 
     Their FD to the test digits is not 0, as two samples of the same digits differ.

@@ -83,6 +83,6 @@ if __name__ == "__main__":
     np.savez(out / "one_device.npz", **one_step(notebook, tf.distribute.get_strategy(), initial))
     np.savez(out / "two_replicas.npz", **one_step(notebook, two_cpus, initial))
     np.savez(out / "unsynchronized_batch_norm.npz", **one_step(notebook, two_cpus, initial, synchronized=False))
-    _, losses = notebook_functions()["train"](digits(BATCH).take(3), "two replicas", 1, Z_DIM, LEARNING_RATE, 0.5, out / "run",
-                                  out / "images", sample_every=2, strategy=two_cpus)
+    _, losses = notebook_functions()["train"](digits(BATCH).take(3), "two replicas", 1, Z_DIM, LEARNING_RATE, 0.5,
+                                              out / "run", out / "images", sample_every=2, strategy=two_cpus)
     np.savez(out / "train.npz", losses=losses)

@@ -11,6 +11,7 @@ import numpy as np
 import tensorflow as tf
 
 import helper
+from facegen import mnist, pixels
 from support.notebook import notebook_functions
 
 STEPS_PER_EPOCH = 10
@@ -19,19 +20,20 @@ STEPS_PER_EPOCH = 10
 def worker_env(**variables):
     """A test worker's environment: this process's, with the project and tests/ importable, and no display."""
     tests = Path(__file__).parents[1]
-    return {**os.environ, "MPLBACKEND": "Agg", "PYTHONPATH": os.pathsep.join([str(tests.parent), str(tests)]), **variables}
+    python_path = os.pathsep.join([str(tests.parent), str(tests)])
+    return {**os.environ, "MPLBACKEND": "Agg", "PYTHONPATH": python_path, **variables}
 
 
 def digits(batch_size=64):
     """Ten batches of real MNIST digits in [-1, 1], in a fixed order."""
-    with np.load(helper.MNIST_SAMPLE, allow_pickle=False) as sample:
+    with np.load(mnist.MNIST_SAMPLE, allow_pickle=False) as sample:
         images = sample["train_images"][: STEPS_PER_EPOCH * batch_size, ..., None]
-    return tf.data.Dataset.from_tensor_slices(images).batch(batch_size, drop_remainder=True).map(helper.to_unit_range)
+    return tf.data.Dataset.from_tensor_slices(images).batch(batch_size, drop_remainder=True).map(pixels.to_unit_range)
 
 
 def shuffled_digits(batch_size=64):
     """The same digits through the notebook's own pipeline, reshuffled every epoch."""
-    with np.load(helper.MNIST_SAMPLE, allow_pickle=False) as sample:
+    with np.load(mnist.MNIST_SAMPLE, allow_pickle=False) as sample:
         return helper.mnist_dataset(sample["train_images"][: STEPS_PER_EPOCH * batch_size, ..., None], batch_size)
 
 
