@@ -49,9 +49,6 @@ from facegen.quality import fid  # noqa: E402, F401
 # devices and all-reduces would fill the cells. Its warnings and errors still show.
 tf.get_logger().setLevel("WARNING")
 
-PROJECT_DIR = Path(__file__).resolve().parent
-
-
 # --- The notebook's parameters ------------------------------------------------------------
 
 

@@ -14,7 +14,7 @@ import tensorflow as tf
 import helper
 from facegen import pixels
 from tools import bench_recipes
-from tools.notebook import NOTEBOOK
+from tools.notebook import NOTEBOOK, ROOT
 from tools.baselines import RECIPE_Z_DIM, Baseline, dcgan_paper_baseline, tf_tutorial_baseline
 from tools.training_speed import forward_flops
 
@@ -136,7 +136,7 @@ def test_the_notebook_runs_from_scratch_with_the_budget(tmp_path, monkeypatch):
     run = bench_recipes.notebook_mnist_run("data", 60, tmp_path)
     [(notebook, output, kwargs)] = calls
     assert notebook == NOTEBOOK and output == tmp_path / "notebook-60s" / "run.ipynb"
-    assert kwargs["cwd"] == helper.PROJECT_DIR
+    assert kwargs["cwd"] == ROOT
     assert kwargs["parameters"] == {
         "data_dir": str(Path("data").resolve()), "output_dir": str(tmp_path / "notebook-60s"),
         "images_dir": str(tmp_path / "notebook-60s"), "celeba_epochs": 0, "mnist_time_budget": 60,
@@ -160,7 +160,7 @@ def test_the_benchmark_runs_as_a_program_of_its_own():
     import subprocess
     import sys
 
-    run = subprocess.run([sys.executable, "tools/bench_recipes.py", "--help"], cwd=helper.PROJECT_DIR,
+    run = subprocess.run([sys.executable, "tools/bench_recipes.py", "--help"], cwd=ROOT,
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
     assert "usage: bench_recipes.py" in run.stdout and "--budgets" in run.stdout

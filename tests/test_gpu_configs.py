@@ -24,9 +24,8 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from helper import PROJECT_DIR
 from support.quick_profile import papermill_arguments, quick_parameters
-from tools.notebook import NOTEBOOK
+from tools.notebook import NOTEBOOK, ROOT
 
 CONFIGS = {
     "one Tensor-Core GPU": dict(parameters=dict(mixed_precision=True, jit_compile=True), replicas=1,
@@ -57,7 +56,7 @@ def run(request, tmp_path_factory):
     parameters = papermill_arguments(quick_parameters(folder, **config["parameters"]))
     done = subprocess.run(
         [sys.executable, "-m", "papermill", "--no-progress-bar", str(NOTEBOOK), str(folder / "run.ipynb"), *parameters],
-        cwd=PROJECT_DIR, capture_output=True, text=True, timeout=1200,
+        cwd=ROOT, capture_output=True, text=True, timeout=1200,
         env={**os.environ, "DLND_CPU_REPLICAS": str(config["replicas"])},
     )
     assert done.returncode == 0, done.stderr[-3000:]
@@ -141,7 +140,7 @@ def test_generate_command_runs_the_export_on_a_cpu_only_machine(run, tmp_path):
     _, _, folder, _ = run
     out = tmp_path / "digits.png"
     done = subprocess.run([sys.executable, "helper.py", "generate", str(folder / "mnist"), "--count", "9", "--out",
-                           str(out)], cwd=PROJECT_DIR, env={**os.environ, "CUDA_VISIBLE_DEVICES": ""},
+                           str(out)], cwd=ROOT, env={**os.environ, "CUDA_VISIBLE_DEVICES": ""},
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert Image.open(out).size[0] >= 3 * 28

@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 import helper
+from tools.notebook import ROOT
 from facegen import downloads, pixels, quality
 
 pytestmark = pytest.mark.numerics  # compares generated images and Fréchet distances within rounding tolerances
@@ -105,7 +106,7 @@ def test_generate_loads_the_export_and_repeats_per_seed(generator, model_dir):
 def test_generate_command_writes_a_grid(model_dir, tmp_path):
     out = tmp_path / "generated.png"
     run = subprocess.run(
-        [sys.executable, str(helper.PROJECT_DIR / "helper.py"), "generate", str(model_dir), "--count", "6",
+        [sys.executable, str(ROOT / "helper.py"), "generate", str(model_dir), "--count", "6",
          "--seed", "2", "--out", str(out)], capture_output=True, text=True, cwd=tmp_path,
     )
     assert run.returncode == 0, run.stderr

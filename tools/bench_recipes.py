@@ -24,7 +24,7 @@ import tensorflow as tf  # noqa: E402
 import helper  # noqa: E402
 from facegen import downloads  # noqa: E402
 from tools.baselines import BASELINES, RECIPE_Z_DIM  # noqa: E402
-from tools.notebook import NOTEBOOK, notebook_definitions, notebook_parameters  # noqa: E402
+from tools.notebook import NOTEBOOK, ROOT, notebook_definitions, notebook_parameters  # noqa: E402
 from tools.training_speed import forward_flops, training_flops  # noqa: E402
 
 
@@ -74,7 +74,7 @@ def notebook_mnist_run(data_dir, budget, scratch):
     run_dir = Path(scratch, f"notebook-{budget:g}s")
     run_dir.mkdir(parents=True)
     papermill.execute_notebook(
-        NOTEBOOK, run_dir / "run.ipynb", progress_bar=False, cwd=helper.PROJECT_DIR,
+        NOTEBOOK, run_dir / "run.ipynb", progress_bar=False, cwd=ROOT,
         parameters=dict(data_dir=str(Path(data_dir).resolve()), output_dir=str(run_dir), images_dir=str(run_dir),
                         celeba_epochs=0, mnist_time_budget=budget, mnist_epochs=1000),  # the budget stops it
     )

@@ -18,6 +18,7 @@ import numpy as np  # noqa: E402
 
 import helper  # noqa: E402
 from facegen import downloads, mnist  # noqa: E402
+from tools.notebook import ROOT  # noqa: E402
 
 
 def make_mnist_sample(data_dir="data", count=10_000, path=mnist.MNIST_SAMPLE, mirrors=mnist.MNIST_MIRRORS):
@@ -41,6 +42,6 @@ if __name__ == "__main__":
                         help="where the official MNIST files are (in mnist/), or are downloaded to (default data)")
     parser.add_argument("--count", type=int, default=10_000, help="training digits to keep (default 10,000)")
     parser.add_argument("--out", default=mnist.MNIST_SAMPLE,
-                        help=f"the file to write (default {mnist.MNIST_SAMPLE.relative_to(helper.PROJECT_DIR)})")
+                        help=f"the file to write (default {mnist.MNIST_SAMPLE.relative_to(ROOT)})")
     args = parser.parse_args()
     print(f"Wrote {make_mnist_sample(args.data_dir, args.count, args.out)}.")

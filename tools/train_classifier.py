@@ -18,6 +18,7 @@ import tensorflow as tf  # noqa: E402
 
 import helper  # noqa: E402
 from facegen import digit_quality, downloads, mnist, pixels  # noqa: E402
+from tools.notebook import ROOT  # noqa: E402
 
 
 def train_mnist_classifier(data_dir="data", path=digit_quality.MNIST_CLASSIFIER, epochs=3, seed=0,
@@ -55,6 +56,6 @@ if __name__ == "__main__":
     parser.add_argument("--seed", type=int, default=0, help="the same seed gives the same weights (default 0)")
     parser.add_argument("--out", default=digit_quality.MNIST_CLASSIFIER,
                         help=f"where to save it (default "
-                             f"{digit_quality.MNIST_CLASSIFIER.relative_to(helper.PROJECT_DIR)})")
+                             f"{digit_quality.MNIST_CLASSIFIER.relative_to(ROOT)})")
     args = parser.parse_args()
     train_mnist_classifier(args.data_dir, args.out, args.epochs, args.seed)
