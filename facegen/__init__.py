@@ -13,3 +13,7 @@ imports helper.py, and no module imports one listed after it.
 - `digit_quality`: generated digits measured with our own MNIST classifier;
 - `face_quality`: how close generated faces are to real ones, offline, on the CPU (sliced Wasserstein distance).
 """
+
+from pathlib import Path
+
+COMMITTED_DATA = Path(__file__).resolve().parent.parent / "data"  # what the project commits: MNIST's sample, classifier

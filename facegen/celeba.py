@@ -253,7 +253,7 @@ def load_celeba(data_dir="data", download_missing=True, urls=CELEBA_URLS, standi
             _make_celeba_folder(data_dir, download_missing, urls)
         except DownloadError as error:
             standin_count = standin_count or 10_000
-            print(f"{error}\nUsing {standin_count:,} {STANDIN_NAME}: cartoon faces drawn here, in its layout. "
+            print(f"{error}\nUsing {standin_count:,} {STANDIN_NAME}: cartoons drawn here, in CelebA's layout. "
                   f"For CelebA, run again when online, or put it in {data_dir}/ as the README's Data section says.")
             return jpegs(standin_faces(data_dir / "standin", standin_count)), STANDIN_NAME
     folder = _celeba_folder(data_dir)

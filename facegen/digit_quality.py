@@ -7,17 +7,16 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from facegen import COMMITTED_DATA
 from facegen.mnist import MNIST_MIRRORS, load_mnist
 from facegen.pixels import to_uint8, to_unit_range
 from facegen.precision import float32_policy
 from facegen.quality import classifier_score, frechet_distance
 
-PROJECT_DIR = Path(__file__).resolve().parent.parent
-
 # The weights of our own MNIST classifier (`mnist_classifier`, trained by tools/train_classifier.py), whose features
 # measure generated digits. Weights, not a whole .keras model: a model saved by one Keras version may not load in an
 # older one (Python 3.10 gets Keras 3.12), while the weights of the same layers do.
-MNIST_CLASSIFIER = PROJECT_DIR / "data" / "mnist_classifier.weights.h5"
+MNIST_CLASSIFIER = COMMITTED_DATA / "mnist_classifier.weights.h5"
 
 
 def mnist_classifier():

@@ -5,9 +5,8 @@ from pathlib import Path
 
 import numpy as np
 
+from facegen import COMMITTED_DATA
 from facegen.downloads import DownloadError, checksum_check, download
-
-PROJECT_DIR = Path(__file__).resolve().parent.parent
 
 # Official MNIST mirrors, best first. LeCun's own page now answers 403, and it is plain HTTP,
 # which is safe only because every file is checked against its official MD5.
@@ -24,7 +23,7 @@ MNIST_MD5 = {
     "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637",
 }
 # Committed for machines with no network: 10,000 real training digits and the whole test set.
-MNIST_SAMPLE = PROJECT_DIR / "data" / "mnist_sample.npz"
+MNIST_SAMPLE = COMMITTED_DATA / "mnist_sample.npz"
 
 
 def read_idx(content):

@@ -118,6 +118,12 @@ def test_generate_command_writes_a_grid(model_dir, tmp_path):
     np.testing.assert_array_equal(picture[::scale, ::scale], grid)
 
 
+def test_generate_command_refuses_an_unknown_option(model_dir, tmp_path):
+    run = subprocess.run([sys.executable, str(ROOT / "helper.py"), "generate", str(model_dir), "--budgets", "60"],
+                         capture_output=True, text=True, cwd=tmp_path)
+    assert run.returncode == 2 and "unrecognized arguments: --budgets 60" in run.stderr
+
+
 def test_generate_command_writes_separate_files(model_dir, tmp_path, capsys):
     helper.main(["generate", str(model_dir), "--count", "3", "--seed", "2", "--separate",
                  "--out", str(tmp_path / "new")])
