@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from facegen.downloads import DownloadError, checksum, checksum_check, download, ensure_room
+from facegen.downloads import DownloadError, checksum, checksum_check, download, ensure_room, part_path
 
 # CelebA's aligned-and-cropped images, best source first. The course's S3 mirror serves the
 # authors' zip. The Hugging Face Hub's nielsr/CelebA-faces holds the same 202,599 JPEGs in three
@@ -178,7 +178,7 @@ def _url_name(url):
 
 def _room_to_download(directory, paths, total, what):
     """Check for room for what is still missing of `paths` (`total` bytes in all), and as much again unpacked."""
-    have = sum(p.stat().st_size for path in paths for p in (path, path.with_name(path.name + ".part")) if p.exists())
+    have = sum(p.stat().st_size for path in paths for p in (path, part_path(path)) if p.exists())
     ensure_room(directory, 2 * total - have, what)
 
 
@@ -288,7 +288,7 @@ def make_standin_faces(archive, count, seed=0):
     archive = Path(archive)
     archive.parent.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
-    part = archive.with_name(archive.name + ".part")
+    part = part_path(archive)
     height, width = CELEBA_SHAPE
     with zipfile.ZipFile(part, "w", zipfile.ZIP_STORED) as zf:
         for i in tqdm(range(1, count + 1), desc="Making stand-in faces", unit="image"):

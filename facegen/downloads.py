@@ -83,6 +83,12 @@ def _fetch(url, part):
                 raise ConnectionError(f"connection closed after {f.tell():,} of {total:,} bytes")
 
 
+def part_path(path):
+    """Where `path` is written until it is whole: `<path>.part`, renamed to `path` once complete, so that a
+    file at `path` is never a partial one."""
+    return path.with_name(path.name + ".part")
+
+
 def download(urls, path, md5=None, decompress=False, check=None):
     """Download `path` from the first of `urls` whose copy passes `check` (by default: its MD5 is `md5`).
 
@@ -94,7 +100,7 @@ def download(urls, path, md5=None, decompress=False, check=None):
     check = check or checksum_check(md5, "md5", decompress)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    part = path.with_name(path.name + ".part")
+    part = part_path(path)
     if part.exists() and check(part) is None:  # finished before an interruption, never renamed
         return part.replace(path)
     failures = []

@@ -12,7 +12,7 @@ import tensorflow as tf
 from tqdm.auto import tqdm
 
 from facegen.celeba import CELEBA_SHAPE
-from facegen.downloads import ensure_room
+from facegen.downloads import ensure_room, part_path
 from facegen.pixels import to_unit_range
 
 FACE_CROP = 108  # the centered square of an aligned CelebA image that holds the face
@@ -84,7 +84,7 @@ def _build_face_cache(files, size, path, record):
     """
     ensure_room(path.parent, len(files) * size * size * 3, f"the faces' cache {path.name}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    part = path.with_name(path.name + ".part")
+    part = part_path(path)
     faces = np.lib.format.open_memmap(part, mode="w+", dtype=np.uint8, shape=(len(files), size, size, 3))
     # tf.data decodes on every core and keeps the files' order; here it beat a process pool (see README).
     crops = (
@@ -111,7 +111,7 @@ def _build_face_cache(files, size, path, record):
     del faces  # unmapped, so that it can be renamed on every system
     _sidecar(path).unlink(missing_ok=True)  # an older sidecar must never vouch for the new array
     part.replace(path)
-    sidecar_part = path.with_name(path.name + ".json.part")
+    sidecar_part = part_path(_sidecar(path))
     sidecar_part.write_text(json.dumps(record, indent=2) + "\n")
     sidecar_part.replace(_sidecar(path))
 
