@@ -158,16 +158,10 @@ def distribution_strategy():
     """`MultiWorkerMirroredStrategy` if `TF_CONFIG` names a cluster; else `MirroredStrategy` over this machine's
     GPUs if it has several; else TensorFlow's default strategy (the one GPU, or the CPU: no copies, no cost).
 
-    Call it before TensorFlow runs anything. `DLND_CPU_REPLICAS=N` splits the CPU into N devices and
-    mirrors over them as over N GPUs: how the tests run the multi-GPU path on a machine without GPUs.
+    Call it before TensorFlow runs anything: after that, the devices cannot change.
     """
     if os.environ.get("TF_CONFIG"):  # one of several machines (the README's "Multiple GPUs")
         return tf.distribute.MultiWorkerMirroredStrategy()
-    cpu_replicas = int(os.environ.get("DLND_CPU_REPLICAS", 0))
-    if cpu_replicas > 1:
-        cpu = tf.config.list_physical_devices("CPU")[0]
-        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * cpu_replicas)
-        return tf.distribute.MirroredStrategy([device.name for device in tf.config.list_logical_devices("CPU")])
     gpus = tf.config.list_logical_devices("GPU")
     return tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
 

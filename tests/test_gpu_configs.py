@@ -3,8 +3,8 @@
 Each test is a papermill run of the real notebook in its quick profile (toy sizes), as a user
 would run it, in one of the configurations the notebook picks:
 - one GPU with Tensor Cores: mixed precision and XLA;
-- several GPUs: two replicas under `MirroredStrategy` (the CPU split in two by the notebook's own
-  `helper.distribution_strategy`, through its test switch `DLND_CPU_REPLICAS`), mixed precision;
+- several GPUs: two replicas under `MirroredStrategy` (the CPU split in two by the kernel's startup file
+  `support/two_cpu_replicas.py`, in place of two GPUs), mixed precision;
 - an older GPU, or the CPU: float32 without XLA; here the MNIST stage alone (`celeba_epochs=0`), as
   nbval's run of the whole notebook already takes that configuration through the faces.
 Then it checks what the run produced: every cell ran, finite losses, quality figures in range,
@@ -14,8 +14,10 @@ exported generators that load and draw float32 images, and the progress lines in
 import json
 import re
 import os
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import keras
 import nbformat
@@ -44,6 +46,15 @@ def stages(config):
     return ["mnist"] if config["parameters"].get("celeba_epochs") == 0 else list(SHAPES)
 
 
+def ipython_folder(folder, replicas):
+    """A fresh IPython folder for the notebook's kernel; with 2 replicas, its startup file splits the CPU in two."""
+    startup = folder / "ipython" / "profile_default" / "startup"
+    startup.mkdir(parents=True)
+    if replicas == 2:
+        shutil.copy(Path(__file__).parent / "support" / "two_cpu_replicas.py", startup)
+    return folder / "ipython"
+
+
 @pytest.fixture(scope="module", params=list(CONFIGS))
 def run(request, tmp_path_factory):
     """The configuration, the executed notebook, its folder (data, outputs, pictures) and papermill's terminal output.
@@ -57,7 +68,7 @@ def run(request, tmp_path_factory):
     done = subprocess.run(
         [sys.executable, "-m", "papermill", "--no-progress-bar", str(NOTEBOOK), str(folder / "run.ipynb"), *parameters],
         cwd=ROOT, capture_output=True, text=True, timeout=1200,
-        env={**os.environ, "DLND_CPU_REPLICAS": str(config["replicas"])},
+        env={**os.environ, "IPYTHONDIR": str(ipython_folder(folder, config["replicas"]))},
     )
     assert done.returncode == 0, done.stderr[-3000:]
     (folder / "terminal.txt").write_text(done.stderr)
@@ -117,10 +128,10 @@ def test_exported_generators_load_and_draw_float32_images(run):
         images = generator(np.random.default_rng(0).standard_normal((4, exported["z_dim"])).astype("float32"))
         assert images.dtype == tf.float32 and images.shape == (4, *SHAPES[stage])
         assert -1 <= float(tf.reduce_min(images)) and float(tf.reduce_max(images)) <= 1
-        # The export holds the trained weights: restoring the last checkpoint into it changes nothing.
+        # The export holds the trained average generator: restoring the last checkpoint's into it changes nothing.
         exported_weights = [w.numpy() for w in generator.weights]
         checkpoint = tf.train.latest_checkpoint(folder / stage / "checkpoints")
-        tf.train.Checkpoint(generator=generator).restore(checkpoint).expect_partial().assert_existing_objects_matched()
+        tf.train.Checkpoint(average_generator=generator).restore(checkpoint).expect_partial().assert_existing_objects_matched()
         for before, after in zip(exported_weights, generator.weights):
             np.testing.assert_array_equal(before, after.numpy())
 
