@@ -60,6 +60,10 @@ def _positive_number(value):
     return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < float("inf")
 
 
+def _fraction(value):
+    return value == 0 and not isinstance(value, bool) or _positive_number(value) and value < 1
+
+
 def _folder(value):
     return isinstance(value, (str, os.PathLike)) and str(value) != "" and not Path(value).is_file()
 
@@ -70,7 +74,7 @@ PARAMETER_RULES = {  # name: (test, what is allowed)
     "images_dir": (_folder, "a folder's path (a file of that name is in the way)"),
     "seed": (_whole(0), "a whole number, 0 or more"),
     "z_dim": (_whole(1), "a whole number, at least 1"),
-    "beta1": (lambda v: _positive_number(v) and v < 1 or v == 0, "a number from 0 up to (not including) 1"),
+    "beta1": (_fraction, "a number from 0 up to (not including) 1"),
     "mnist_epochs": (_whole(1), "a whole number, at least 1 (the MNIST stage always runs)"),
     "mnist_batch_size": (_whole(1), "a whole number, at least 1"),
     "mnist_learning_rate": (lambda v: _positive_number(v) and v <= 1, "a number above 0, at most 1"),
@@ -81,6 +85,7 @@ PARAMETER_RULES = {  # name: (test, what is allowed)
     "celeba_learning_rate": (lambda v: _positive_number(v) and v <= 1, "a number above 0, at most 1"),
     "celeba_filters": (_whole(1), "a whole number, at least 1"),
     "celeba_full_resolution_layer": (lambda v: isinstance(v, bool), "True or False"),
+    "celeba_ema": (_fraction, "a number from 0 up to (not including) 1"),
     "celeba_image_size": (lambda v: v in (28, 32, 64) and not isinstance(v, bool), "28, 32 or 64"),
     "max_images": (lambda v: v is None or _whole(1)(v), "None (all of them) or a whole number, at least 1"),
     "sample_every": (lambda v: v is None or _whole(1)(v), "None (ten per stage) or a whole number, at least 1"),

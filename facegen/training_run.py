@@ -38,7 +38,7 @@ class TrainingRun:
     """
 
     SECONDS_PER_READ = 1
-    CHANGEABLE = ("learning_rate", "beta1")  # recipe entries a resumed run may change
+    CHANGEABLE = ("learning_rate", "beta1", "ema")  # recipe entries a resumed run may change
 
     def __init__(self, run_dir, data_name, epochs, dataset, z_dim, sample_every=None, time_budget=None, seed=0,
                  recipe=None, **trackables):

@@ -30,6 +30,8 @@ def test_the_defaults_pass():
     ("mnist_learning_rate", 0, "a number above 0, at most 1"),
     ("celeba_learning_rate", float("nan"), "a number above 0, at most 1"),
     ("beta1", 1, "a number from 0 up to (not including) 1"),
+    ("celeba_ema", 1.0, "a number from 0 up to (not including) 1"),
+    ("celeba_ema", False, "a number from 0 up to (not including) 1"),
     ("celeba_image_size", 48, "28, 32 or 64"),
     ("max_images", 0, "None (all of them) or a whole number, at least 1"),
     ("sample_every", 0, "None (ten per stage) or a whole number, at least 1"),
