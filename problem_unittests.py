@@ -116,17 +116,6 @@ def _check_width(narrow, wide, network):
         f"{wide.count_params():,} weights.")
 
 
-def test_model_inputs(model_inputs):
-    real_spec, z_spec = model_inputs(28, 32, 3, 100)
-    assert isinstance(real_spec, tf.TensorSpec) and isinstance(z_spec, tf.TensorSpec), \
-        "model_inputs should return two tf.TensorSpec: real images and z."
-    assert real_spec.shape.as_list() == [None, 32, 28, 3], \
-        f"Real images should be [batch, height, width, channels] = [None, 32, 28, 3], got {real_spec.shape}."
-    assert z_spec.shape.as_list() == [None, 100], f"z should be [None, z_dim] = [None, 100], got {z_spec.shape}."
-    assert real_spec.dtype == tf.float32 and z_spec.dtype == tf.float32, "Both inputs should be float32."
-    _passed()
-
-
 def test_discriminator(discriminator):
     _check_discriminator(discriminator, IMAGE_SHAPES[0])
     # Before the larger images: a network that ignores `filters` is wide, and slow to run there.
@@ -280,7 +269,12 @@ def test_model_opt(model_opt):
     learning_rate = 0.01
 
     train_step, d_optimizer, g_optimizer = model_opt(discriminator, generator, learning_rate, 0.5)
-    losses = train_step(real_images, z)
+    train_step = tf.function(train_step)  # compiled, as train compiles it
+    try:
+        losses = train_step(real_images, z)
+    except (AttributeError, NotImplementedError, TypeError) as error:  # e.g. .numpy() on a symbolic tensor
+        raise AssertionError(f"train_step should run compiled by tf.function, as train runs it; it failed: "
+                             f"{error}") from error
     assert len(losses) == 2 and all(np.isfinite(loss.numpy()) for loss in losses), \
         "train_step should return finite (d_loss, g_loss)."
     assert d_optimizer is not g_optimizer, "Each network needs its own optimizer."
@@ -335,7 +329,7 @@ def _check_adam_steps(model_opt, steps=3, learning_rate=0.01, beta1=0.3):
     networks, reference = _tiny_networks(dtype="float32"), _tiny_networks(dtype="float32")
     for network, copy in zip(networks, reference):
         copy.set_weights(network.get_weights())
-    train_step = model_opt(*networks, learning_rate, beta1)[0]
+    train_step = tf.function(model_opt(*networks, learning_rate, beta1)[0])
     optimizers = [keras.optimizers.Adam(learning_rate, beta_1=beta1) for _ in reference]
     clear = [np.ones(v.shape, bool) for copy in reference for v in copy.trainable_variables]
     for step in range(steps):
@@ -364,6 +358,37 @@ def _check_adam_steps(model_opt, steps=3, learning_rate=0.01, beta1=0.3):
             f"beta_1={beta1}) puts it: give each Adam the learning rate and beta1 that model_opt receives.")
 
 
+def test_update_average(update_average):
+    generator, average = (_tiny_networks(batch_norm=True, dtype="float32")[1] for _ in range(2))
+    rng = np.random.default_rng(0)
+    for network in (generator, average):  # batch norm's statistics too: they are averaged like the weights
+        network.set_weights([rng.standard_normal(w.shape).astype("float32") for w in network.weights])
+    trained, before = [w.numpy() for w in generator.weights], [w.numpy() for w in average.weights]
+    # A few float32 roundings of values below 5 in size (|N(0, 1)| draws of this many weights).
+    atol = 8 * FLOAT32_ROUNDING * 5
+
+    def update(average, model, ema, steps):  # compiled, as train runs it
+        try:
+            tf.function(update_average)(average, model, ema, steps)
+        except (AttributeError, NotImplementedError, TypeError) as error:
+            raise AssertionError(f"update_average with ema={ema!r} failed when compiled by tf.function, as train "
+                                 f"runs it: {error}") from error
+
+    update(average, generator, 0.9, tf.Variable(10**6, dtype=tf.int64))  # long after the first steps
+    for variable, weight in zip(generator.weights, trained):
+        assert np.array_equal(variable.numpy(), weight), \
+            f"update_average changed the trained generator's {variable.path}: only the average should move."
+    for variable, mean, weight in zip(average.weights, before, trained):
+        assert np.allclose(variable.numpy(), 0.9 * mean + 0.1 * weight, rtol=0, atol=atol), (
+            f"With ema=0.9, each of the average's weights should move 10 % of the way to the generator's "
+            f"(batch norm's statistics included); {variable.path} did not.")
+    update(average, generator, 0, tf.Variable(10**6, dtype=tf.int64))  # a whole 0, as `-p celeba_ema 0` passes it
+    for variable, weight in zip(average.weights, trained):
+        assert np.allclose(variable.numpy(), weight, rtol=0, atol=atol), \
+            f"With ema=0, the average should become the generator itself; its {variable.path} did not."
+    _passed()
+
+
 def test_train(train):
     images = tf.random.uniform((32, 28, 28, 1), -1, 1, seed=6)
     dataset = tf.data.Dataset.from_tensor_slices(images).batch(16)
@@ -388,6 +413,13 @@ def test_train(train):
         assert sorted(counts) == ["d_optimizer", "g_optimizer"] and all(
             1 <= count <= 4 if mixed else count == 4 for count in counts.values()), \
             f"After 4 steps each optimizer should have taken 4; the checkpoint says {counts}."
+        # At ema=0 (the default) the generator returned is the trained one, as the last checkpoint holds it.
+        trained = keras.models.clone_model(generator)
+        tf.train.Checkpoint(generator=trained).restore(
+            tf.train.latest_checkpoint(Path(tmp, "run", "checkpoints"))).expect_partial()
+        for a, b in zip(trained.weights, generator.weights):
+            assert np.array_equal(a.numpy(), b.numpy()), \
+                f"With ema=0, train should return the trained generator; its {b.path} is not the trained one's."
         pictures = sorted(p.name for p in Path(tmp, "images").glob("*"))  # none if the folder was never made
         assert pictures == ["run_losses.png", "run_samples.png"], f"Saved pictures: {pictures}."
         # Running it again resumes from the finished checkpoint instead of starting over.

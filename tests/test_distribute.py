@@ -82,6 +82,7 @@ def test_mixed_precision_keeps_float32_weights_and_losses(notebook):
     try:
         models = networks(notebook)
         train_step, *optimizers = notebook["model_opt"](*models, LEARNING_RATE, 0.5)
+        train_step = tf.function(train_step)  # as train compiles it
         losses = [train_step(images, z) for _ in range(3)][-1]
         fakes = models[1](z, training=False)
     finally:

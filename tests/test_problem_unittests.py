@@ -67,7 +67,7 @@ def policy(request):
     keras.config.set_dtype_policy("float32")
 
 
-@pytest.mark.parametrize("name", ["model_inputs", "discriminator", "generator", "model_loss", "model_opt", "train"])
+@pytest.mark.parametrize("name", ["discriminator", "generator", "model_loss", "model_opt", "update_average", "train"])
 def test_check_passes_on_the_notebook(notebook, inline_figures, capsys, policy, name):
     run_check(name, notebook[name])
     assert capsys.readouterr().out == "Tests Passed\n"
@@ -91,23 +91,6 @@ def with_last_layers(model, *new_layers, drop=1):
 def helper_with(**replacements):
     """The helper module with some of its functions replaced, for train to use."""
     return types.SimpleNamespace(**{**vars(helper), **replacements})
-
-
-# --- model_inputs ----------------------------------------------------------------------------------
-
-
-def model_inputs_height_width_swapped(notebook, image_width, image_height, image_channels, z_dim):
-    return notebook["model_inputs"](image_height, image_width, image_channels, z_dim)
-
-
-def model_inputs_float64(notebook, image_width, image_height, image_channels, z_dim):
-    return tuple(tf.TensorSpec(spec.shape, tf.float64, spec.name)
-                 for spec in notebook["model_inputs"](image_width, image_height, image_channels, z_dim))
-
-
-def model_inputs_without_batch_dimension(notebook, image_width, image_height, image_channels, z_dim):
-    return tuple(tf.TensorSpec(spec.shape[1:], spec.dtype, spec.name)
-                 for spec in notebook["model_inputs"](image_width, image_height, image_channels, z_dim))
 
 
 # --- discriminator ---------------------------------------------------------------------------------
@@ -427,6 +410,13 @@ def model_opt_returning_the_losses_swapped(notebook, discriminator, generator, l
     return (lambda real_images, z: train_step(real_images, z)[::-1]), d_optimizer, g_optimizer
 
 
+def model_opt_with_a_step_that_runs_only_eagerly(notebook, discriminator, generator, learning_rate, beta1):
+    """The step reads its losses back as NumPy numbers, which a compiled step cannot do."""
+    train_step, d_optimizer, g_optimizer = notebook["model_opt"](discriminator, generator, learning_rate, beta1)
+    return (lambda real_images, z: tuple(float(loss.numpy()) for loss in train_step(real_images, z))), \
+        d_optimizer, g_optimizer
+
+
 def model_opt_ignoring_the_learning_rate(notebook, discriminator, generator, learning_rate, beta1):
     """Adam at its default learning rate, 1e-3."""
     return notebook["model_opt"](discriminator, generator, 1e-3, beta1)
@@ -437,6 +427,41 @@ def model_opt_in_inference_mode(notebook, discriminator, generator, learning_rat
     model_opt = with_globals(notebook["model_opt"],
                              model_loss=functools.partial(model_loss_in_inference_mode, notebook))
     return model_opt(discriminator, generator, learning_rate, beta1)
+
+
+# --- update_average --------------------------------------------------------------------------------
+
+
+def update_average_of_the_trainable_weights_only(notebook, average, model, ema, steps):
+    """Leaves batch norm's running statistics behind."""
+    decay = tf.minimum(ema, tf.cast(steps, tf.float32) / (tf.cast(steps, tf.float32) + 9))
+    for mean, weight in zip(average.trainable_weights, model.trainable_weights):
+        mean.assign(decay * mean + (1 - decay) * weight)
+
+
+def update_average_by_ema_of_the_way(notebook, average, model, ema, steps):
+    """Moves `ema` of the way (90 %) rather than `1 - ema`."""
+    notebook["update_average"](average, model, 1 - ema, steps)
+
+
+def update_average_moving_the_generator(notebook, average, model, ema, steps):
+    """Moves the trained generator towards the average instead."""
+    notebook["update_average"](model, average, ema, steps)
+
+
+def update_average_of_a_whole_ema_as_given(notebook, average, model, ema, steps):
+    """Takes `ema` as it comes: a whole 0 (`-p celeba_ema 0`) meets float32 steps."""
+    steps = tf.cast(steps, tf.float32)
+    decay = tf.minimum(ema, steps / (steps + 9))
+    for mean, weight in zip(average.weights, model.weights):
+        mean.assign(decay * mean + (1 - decay) * weight)
+
+
+def update_average_only_eagerly(notebook, average, model, ema, steps):
+    """Reads the decay back as a NumPy number, which a compiled step cannot do."""
+    decay = min(ema, float(steps.numpy()) / (float(steps.numpy()) + 9))
+    for mean, weight in zip(average.weights, model.weights):
+        mean.assign(decay * mean + (1 - decay) * weight)
 
 
 # --- train -----------------------------------------------------------------------------------------
@@ -451,16 +476,21 @@ def train_without_resuming(notebook, **kwargs):
     return with_globals(notebook["train"], helper=helper_with(TrainingRun=NeverResuming))(**kwargs)
 
 
+def train_returning_an_average_never_updated(notebook, **kwargs):
+    """The average generator is made, but no step moves it."""
+    return with_globals(notebook["train"], update_average=lambda *args: None)(**kwargs)
+
+
 def train_stepping_twice_per_batch(notebook, **kwargs):
     """Each batch trains both networks twice, while train counts one step."""
     def model_opt(*args):
         train_step, d_optimizer, g_optimizer = notebook["model_opt"](*args)
 
         def twice(images, z):
-            train_step.python_function(images, z)
-            return train_step.python_function(images, z)
+            train_step(images, z)
+            return train_step(images, z)
 
-        return types.SimpleNamespace(python_function=twice), d_optimizer, g_optimizer
+        return twice, d_optimizer, g_optimizer
 
     return with_globals(notebook["train"], model_opt=model_opt)(**kwargs)
 
@@ -492,9 +522,6 @@ def broken(check, variant, message):
 
 
 BROKEN = [
-    broken("model_inputs", model_inputs_height_width_swapped, r"Real images should be \[batch, height, width"),
-    broken("model_inputs", model_inputs_float64, "Both inputs should be float32"),
-    broken("model_inputs", model_inputs_without_batch_dimension, r"Real images should be \[batch, height, width"),
     broken("discriminator", discriminator_with_two_logits, r"the output should be \(4, 1\), got \(4, 2\)"),
     broken("discriminator", discriminator_with_a_map_of_logits, r"the output should be \(4, 1\), got \(4, 4, 4, 1\)"),
     broken("discriminator", discriminator_with_sigmoid_dense, "should return logits; its last layer applies 'sigmoid'"),
@@ -545,7 +572,14 @@ BROKEN = [
            r"With d_optimizer's learning rate at 0, \[.*\] still moved"),
     broken("model_opt", model_opt_returning_the_losses_swapped, r"train_step should return \(d_loss, g_loss\)"),
     broken("model_opt", model_opt_ignoring_the_learning_rate, "took one Adam step"),
+    broken("model_opt", model_opt_with_a_step_that_runs_only_eagerly, "train_step should run compiled"),
+    broken("update_average", update_average_of_the_trainable_weights_only, "batch norm's statistics included"),
+    broken("update_average", update_average_by_ema_of_the_way, "should move 10 % of the way"),
+    broken("update_average", update_average_moving_the_generator, "changed the trained generator's"),
+    broken("update_average", update_average_only_eagerly, "failed when compiled by tf.function"),
+    broken("update_average", update_average_of_a_whole_ema_as_given, "with ema=0 failed when compiled"),
     broken("train", train_without_resuming, "should resume from its last checkpoint"),
+    broken("train", train_returning_an_average_never_updated, "With ema=0, train should return the trained"),
     broken("train", train_stepping_twice_per_batch, "each optimizer should have taken 4; the checkpoint says"),
     broken("train", train_without_saving_pictures, r"Saved pictures: \[\]"),
     broken("train", train_returning_losses_transposed, r"4 finite \(d_loss, g_loss\) rows, got shape \(2, 4\)"),

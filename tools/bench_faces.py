@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
 
 import helper  # noqa: E402
 from facegen import face_cache  # noqa: E402
@@ -38,11 +39,12 @@ FACE_BASELINES = {"PyTorch DCGAN": pytorch_dcgan, "Keras DCGAN": keras_dcgan}
 
 def notebook_recipe(size, **changes):
     """The notebook's face recipe (its celeba_* parameters and definitions), with `changes` to
-    filters, batch_size, learning_rate, beta1 or full_resolution_layer, as a `Baseline`."""
+    filters, batch_size, learning_rate, beta1, full_resolution_layer or ema, as a `Baseline` whose
+    generator is the moving average of the one trained, as `train` makes it."""
     parameters = notebook_parameters()
     recipe = dict(filters=parameters["celeba_filters"], batch_size=parameters["celeba_batch_size"],
                   learning_rate=parameters["celeba_learning_rate"], beta1=parameters["beta1"],
-                  full_resolution_layer=parameters["celeba_full_resolution_layer"])
+                  full_resolution_layer=parameters["celeba_full_resolution_layer"], ema=parameters["celeba_ema"])
     unknown = set(changes) - set(recipe)
     if unknown:
         raise ValueError(f"--recipe: unknown setting(s) {sorted(unknown)}; the notebook's face recipe has "
@@ -53,8 +55,19 @@ def notebook_recipe(size, **changes):
     generator = notebook["generator"](parameters["z_dim"], (size, size, 3), recipe["filters"],
                                       recipe["full_resolution_layer"])
     train_step = notebook["model_opt"](discriminator, generator, recipe["learning_rate"], recipe["beta1"])[0]
-    return Baseline(generator, discriminator, train_step, recipe["batch_size"],
-                    training_flops(discriminator, generator), parameters["z_dim"])
+    average = keras.models.clone_model(generator)
+    average.set_weights(generator.get_weights())
+    steps = tf.Variable(0, dtype=tf.int64)
+
+    @tf.function
+    def step(real_images, z):  # as train's, on one device
+        losses = train_step(real_images, z)
+        steps.assign_add(1)
+        notebook["update_average"](average, generator, recipe["ema"], steps)
+        return losses
+
+    return Baseline(average, discriminator, step, recipe["batch_size"], training_flops(discriminator, generator),
+                    parameters["z_dim"])
 
 
 def parse_recipe(text):

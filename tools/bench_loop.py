@@ -54,7 +54,7 @@ def bare_rate(notebook, dataset, filters, full_resolution_layer, steps):
 
     @tf.function
     def distributed_step(images):  # as train's, with one device
-        losses = strategy.run(lambda x: train_step.python_function(x, noise.normal([tf.shape(x)[0], Z_DIM])),
+        losses = strategy.run(lambda x: train_step(x, noise.normal([tf.shape(x)[0], Z_DIM])),
                               args=(images,))
         return tf.stack([strategy.reduce(tf.distribute.ReduceOp.SUM, loss, axis=None) for loss in losses])
 

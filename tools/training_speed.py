@@ -48,7 +48,7 @@ def training_rate(images, steps, jit_compile=False, filters=64, full_resolution_
     discriminator = notebook["discriminator"](images.shape[1:], filters)
     generator = notebook["generator"](100, images.shape[1:], filters, full_resolution_layer)  # the notebook's z_dim
     train_step = notebook["model_opt"](discriminator, generator, 2e-4, 0.5)[0]
-    train_step = tf.function(train_step.python_function, jit_compile=jit_compile)  # as train compiles it
+    train_step = tf.function(train_step, jit_compile=jit_compile)  # as train compiles it
     z = tf.random.normal([len(images), 100])
     for _ in range(2):  # traces and compiles the step, then warms it up
         float(train_step(images, z)[0])

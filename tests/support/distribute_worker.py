@@ -64,9 +64,9 @@ def one_step(notebook, strategy, initial, synchronized=True):
 
     @tf.function
     def distributed_step(shares):
-        # The step's Python function, compiled once around strategy.run: TensorFlow refuses the
-        # cross-replica sums (merge_call) of a tf.function nested inside strategy.run.
-        losses = strategy.run(train_step.python_function, args=shares)
+        # Compiled once around strategy.run, as train compiles it: TensorFlow refuses the cross-replica
+        # sums (merge_call) of a tf.function nested inside strategy.run.
+        losses = strategy.run(train_step, args=shares)
         return [strategy.reduce(tf.distribute.ReduceOp.SUM, loss, axis=None) for loss in losses]
 
     losses = distributed_step(strategy.experimental_distribute_values_from_function(share))

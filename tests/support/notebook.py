@@ -6,8 +6,8 @@ import tensorflow as tf
 
 from tools.notebook import notebook_definitions
 
-NEEDED = ["helper", "tests", "model_inputs", "halvings", "discriminator", "generator", "cross_entropy", "model_loss",
-          "model_opt", "train"]
+NEEDED = ["helper", "tests", "halvings", "discriminator", "generator", "cross_entropy", "model_loss",
+          "model_opt", "update_average", "train"]
 
 
 def notebook_functions():
