@@ -54,16 +54,15 @@ def notebook_recipe(size, **changes):
     discriminator = notebook["discriminator"]((size, size, 3), recipe["filters"])
     generator = notebook["generator"](parameters["z_dim"], (size, size, 3), recipe["filters"],
                                       recipe["full_resolution_layer"])
-    train_step = notebook["model_opt"](discriminator, generator, recipe["learning_rate"], recipe["beta1"])[0]
+    train_step, _, g_optimizer = notebook["model_opt"](discriminator, generator, recipe["learning_rate"],
+                                                       recipe["beta1"])
     average = keras.models.clone_model(generator)
     average.set_weights(generator.get_weights())
-    steps = tf.Variable(0, dtype=tf.int64)
 
     @tf.function
     def step(real_images, z):  # as train's, on one device
         losses = train_step(real_images, z)
-        steps.assign_add(1)
-        notebook["update_average"](average, generator, recipe["ema"], steps)
+        notebook["update_average"](average, generator, recipe["ema"], g_optimizer.iterations)
         return losses
 
     return Baseline(average, discriminator, step, recipe["batch_size"], training_flops(discriminator, generator),
