@@ -67,7 +67,8 @@ def policy(request):
     keras.config.set_dtype_policy("float32")
 
 
-@pytest.mark.parametrize("name", ["discriminator", "generator", "model_loss", "model_opt", "update_average", "train"])
+@pytest.mark.parametrize("name", ["discriminator", "generator", "model_loss", "model_opt", "update_average",
+                                  "measure_statistics", "train"])
 def test_check_passes_on_the_notebook(notebook, inline_figures, capsys, policy, name):
     run_check(name, notebook[name])
     assert capsys.readouterr().out == "Tests Passed\n"
@@ -464,6 +465,45 @@ def update_average_only_eagerly(notebook, average, model, ema, steps):
         mean.assign(decay * mean + (1 - decay) * weight)
 
 
+# --- measure_statistics ----------------------------------------------------------------------------
+
+
+def norms(model):
+    return [layer for layer in model.layers if isinstance(layer, layers.BatchNormalization)]
+
+
+def measure_statistics_in_inference_mode(notebook, model, z):
+    """Runs the model in inference mode, which uses the statistics rather than measuring them."""
+    model(z, training=False)
+
+
+def measure_statistics_with_the_momentum_kept(notebook, model, z):
+    """One training-mode pass at the layers' own momentum: the statistics move only 10 % of the way."""
+    model(z, training=True)
+
+
+def measure_statistics_leaving_the_momentum_at_0(notebook, model, z):
+    """Measures, but leaves every layer's momentum at 0, so later training keeps only the last batch's."""
+    for layer in norms(model):
+        layer.momentum = 0.0
+    model(z, training=True)
+
+
+def measure_statistics_of_the_first_layer_only(notebook, model, z):
+    """Sets the first batch norm layer's momentum to 0, and no other's."""
+    first = norms(model)[0]
+    momentum, first.momentum = first.momentum, 0.0
+    model(z, training=True)
+    first.momentum = momentum
+
+
+def measure_statistics_on_a_copy(notebook, model, z):
+    """Measures a clone of the model, which is then thrown away."""
+    copy = keras.models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    notebook["measure_statistics"](copy, z)
+
+
 # --- train -----------------------------------------------------------------------------------------
 
 
@@ -479,6 +519,11 @@ def train_without_resuming(notebook, **kwargs):
 def train_returning_an_average_never_updated(notebook, **kwargs):
     """The average generator is made, but no step moves it."""
     return with_globals(notebook["train"], update_average=lambda *args: None)(**kwargs)
+
+
+def train_drawing_with_the_statistics_kept_in_training(notebook, **kwargs):
+    """Never measures the average's batch norm statistics before drawing."""
+    return with_globals(notebook["train"], measure_statistics=lambda *args: None)(**kwargs)
 
 
 def train_stepping_twice_per_batch(notebook, **kwargs):
@@ -578,6 +623,12 @@ BROKEN = [
     broken("update_average", update_average_moving_the_generator, "changed the trained generator's"),
     broken("update_average", update_average_only_eagerly, "failed when compiled by tf.function"),
     broken("update_average", update_average_of_a_whole_ema_as_given, "with ema=0 failed when compiled"),
+    broken("measure_statistics", measure_statistics_in_inference_mode, "layer 1's moving mean should be"),
+    broken("measure_statistics", measure_statistics_with_the_momentum_kept, "layer 1's moving mean should be"),
+    broken("measure_statistics", measure_statistics_leaving_the_momentum_at_0, "leave each layer's momentum"),
+    broken("measure_statistics", measure_statistics_of_the_first_layer_only, "layer 2's moving mean should be"),
+    broken("measure_statistics", measure_statistics_on_a_copy, "layer 1's moving mean should be"),
+    broken("train", train_drawing_with_the_statistics_kept_in_training, "statistics that do not fit its weights"),
     broken("train", train_without_resuming, "should resume from its last checkpoint"),
     broken("train", train_returning_an_average_never_updated, "With ema=0, train should return the trained"),
     broken("train", train_stepping_twice_per_batch, "each optimizer should have taken 4; the checkpoint says"),

@@ -20,6 +20,7 @@ class Baseline(NamedTuple):
     batch_size: int
     flops: int  # per real image, counted as `training_flops` counts the notebook's
     z_dim: int = RECIPE_Z_DIM
+    draw: Callable | None = None  # z -> images as the recipe draws them; None: the generator in inference mode
 
 
 def _cross_entropy(logits, label):

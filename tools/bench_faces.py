@@ -40,7 +40,8 @@ FACE_BASELINES = {"PyTorch DCGAN": pytorch_dcgan, "Keras DCGAN": keras_dcgan}
 def notebook_recipe(size, **changes):
     """The notebook's face recipe (its celeba_* parameters and definitions), with `changes` to
     filters, batch_size, learning_rate, beta1, full_resolution_layer or ema, as a `Baseline` whose
-    generator is the moving average of the one trained, as `train` makes it."""
+    generator is the moving average of the one trained, its batch norm statistics measured before it
+    draws, as `train` makes and draws it."""
     parameters = notebook_parameters()
     recipe = dict(filters=parameters["celeba_filters"], batch_size=parameters["celeba_batch_size"],
                   learning_rate=parameters["celeba_learning_rate"], beta1=parameters["beta1"],
@@ -65,8 +66,14 @@ def notebook_recipe(size, **changes):
         notebook["update_average"](average, generator, recipe["ema"], g_optimizer.iterations)
         return losses
 
+    statistics_z = helper.noise(512, parameters["z_dim"], 0)
+
+    def draw(z):
+        notebook["measure_statistics"](average, statistics_z)
+        return average.predict(z, batch_size=250, verbose=0)
+
     return Baseline(average, discriminator, step, recipe["batch_size"], training_flops(discriminator, generator),
-                    parameters["z_dim"])
+                    parameters["z_dim"], draw)
 
 
 def parse_recipe(text):

@@ -54,7 +54,8 @@ def train_to_budgets(baseline, make_batches, budgets, measure, samples=10_000, s
             losses.append((float(d_loss), float(g_loss)))  # waits for the step, as the notebook's loop does
             steps += 1
         seconds += time.perf_counter() - start
-        measures = measure(baseline.generator.predict(measured_z, batch_size=250, verbose=0))
+        measures = measure(baseline.draw(measured_z) if baseline.draw else
+                           baseline.generator.predict(measured_z, batch_size=250, verbose=0))
         # The last 100 steps': who is winning (from before this budget too, when its first step already passed it).
         d_loss, g_loss = np.mean(losses[-100:], axis=0)
         runs.append({"budget": budget, **measures, "steps": steps, "train_seconds": seconds,

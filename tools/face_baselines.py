@@ -3,6 +3,7 @@ scratch at 32x32 or 64x64: the baselines that `bench_faces.py` trains next to th
 Not a command."""
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from tools.baselines import Baseline, pytorch_batch_norm, pytorch_dcgan_step
@@ -16,6 +17,8 @@ def pytorch_dcgan(size=64):
     transposed convolutions halving the maps, batch norm and ReLU, tanh at 64x64; D its mirror, LeakyReLU 0.2,
     batch norm but on the first layer, a 4x4 valid convolution to the logit. Weights from N(0, 0.02), no biases.
     Batch 128, Adam 2e-4, beta1 0.5 for both. At 32x32 each network loses its widest layer. 3 G + 8 D FLOPs.
+    It draws as the tutorial does, its generator never set to eval(): in training mode, each batch of 64
+    normalized by its own statistics.
     """
     layers = keras.layers
     convolution = dict(use_bias=False, kernel_initializer=keras.initializers.RandomNormal(stddev=0.02))
@@ -38,7 +41,12 @@ def pytorch_dcgan(size=64):
     discriminator.add(layers.Conv2D(1, 4, **convolution))  # 4x4 -> the logit
     discriminator.add(layers.Flatten())
     flops = training_flops(discriminator, generator) + forward_flops(discriminator)
-    return Baseline(generator, discriminator, pytorch_dcgan_step(generator, discriminator), 128, flops)
+    in_training_mode = tf.function(lambda z: generator(z, training=True))
+
+    def draw(z):
+        return np.concatenate([in_training_mode(z[i:i + 64]).numpy() for i in range(0, len(z), 64)])
+
+    return Baseline(generator, discriminator, pytorch_dcgan_step(generator, discriminator), 128, flops, draw=draw)
 
 
 def keras_dcgan(size=64):
