@@ -13,8 +13,8 @@ pytestmark = pytest.mark.numerics  # a training run's quality, which rounding st
 
 FACES, SIZE, EPOCHS = 2_048, 32, 10  # 320 steps of the default batch of 64
 # With the default recipe (batch 64, Adam 5e-4, width 32, the generator's average at ema 0.99, its batch norm
-# statistics measured before drawing), seeds 0, 1 and 2 scored SWD 185.6, 194.6 and 188.6 (2,048 faces at 32x32, about
-# 40 s each on a 2-core AMD EPYC); with the learning rate at 0, 614.4. (With the average's statistics averaged rather
+# statistics measured before drawing), seeds 0, 1 and 2 scored SWD 185.6, 194.6 and 188.6 (2,048 faces at 32x32, on a
+# 2-core AMD EPYC); with the learning rate at 0, 614.4. (With the average's statistics averaged rather
 # than measured they scored 306.9-349.3, on 2026-12-03.) The ceiling sits about 100 above the worst seed, over ten
 # times the seeds' spread, and over 300 below a recipe that learns nothing; it also fails the unmeasured statistics.
 SWD_CEILING = 300

@@ -66,7 +66,7 @@ def notebook_recipe(size, **changes):
         notebook["update_average"](average, generator, recipe["ema"], g_optimizer.iterations)
         return losses
 
-    statistics_z = helper.noise(512, parameters["z_dim"], 0)
+    statistics_z = helper.noise(512, parameters["z_dim"], 0)  # as train measures them (there, on its run's seed)
 
     def draw(z):
         notebook["measure_statistics"](average, statistics_z)
