@@ -2,15 +2,11 @@
 parameters as papermill would (tests/support/quick_profile.py). In CI (the environment variable CI set), a
 skipped test fails: there every test must run."""
 import os
-import sys
 import tempfile
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent / "tests"))  # tests/support, as the tests import it
-
-from support.quick_profile import parameters_source, quick_parameters  # noqa: E402
+from support.quick_profile import parameters_source, quick_parameters  # tests/ is on pytest.ini's pythonpath
 
 
 def pytest_collection_modifyitems(items):

@@ -1,4 +1,4 @@
-"""Tests for the recipes benchmark (`python tools/bench_recipes.py`):
+"""Tests for the recipes benchmark (`python -m tools.bench_recipes`):
 the two published baselines it trains, the loop that trains them to time budgets, how it runs the notebook,
 and its table. They run on the committed offline MNIST sample, with tiny budgets."""
 
@@ -14,7 +14,7 @@ import tensorflow as tf
 import helper
 from facegen import pixels
 from tools import bench_recipes
-from tools.notebook import NOTEBOOK, ROOT
+from facegen.notebook import NOTEBOOK, ROOT
 from tools.baselines import RECIPE_Z_DIM, Baseline, dcgan_paper_baseline, tf_tutorial_baseline
 from tools.training_speed import forward_flops
 
@@ -160,7 +160,7 @@ def test_the_benchmark_runs_as_a_program_of_its_own():
     import subprocess
     import sys
 
-    run = subprocess.run([sys.executable, "tools/bench_recipes.py", "--help"], cwd=ROOT,
+    run = subprocess.run([sys.executable, "-m", "tools.bench_recipes", "--help"], cwd=ROOT,
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
     assert "usage: bench_recipes.py" in run.stdout and "--budgets" in run.stdout

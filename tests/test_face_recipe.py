@@ -7,7 +7,7 @@ import pytest
 import helper
 from facegen import face_cache
 from support.notebook import notebook_functions
-from tools.notebook import notebook_parameters
+from facegen.notebook import notebook_parameters
 
 pytestmark = pytest.mark.numerics  # a training run's quality, which rounding steers
 

@@ -6,7 +6,7 @@ import re
 import nbformat
 import pytest
 
-from tools.notebook import NOTEBOOK
+from facegen.notebook import NOTEBOOK
 
 # TensorFlow's C++ log lines (absl's format: level, date, time, thread, file:line]) and the line absl writes first.
 LIBRARY_LOG = re.compile(r"^[IWEF]\d{4} \d\d:\d\d:\d+\.\d+ +\d+ [\w.]+:\d+\]|absl::InitializeLog", re.MULTILINE)

@@ -7,7 +7,6 @@ it can start from the correct function and break one thing about it.
 import functools
 import sys
 import types
-from pathlib import Path
 
 import keras
 import matplotlib
@@ -19,15 +18,12 @@ from IPython.core.interactiveshell import InteractiveShell
 from keras import layers
 from traitlets.config import Config
 
+import helper
+import problem_unittests as tests
+from support.notebook import notebook_functions
+
 pytestmark = pytest.mark.numerics  # the checks compare values within float32 and float16 tolerances
 
-REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:  # helper and problem_unittests live at the top of the repository
-    sys.path.insert(0, str(REPO))
-
-import helper  # noqa: E402
-import problem_unittests as tests  # noqa: E402
-from support.notebook import notebook_functions  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 import helper
-from tools.notebook import ROOT
+from facegen.notebook import ROOT
 from facegen import downloads, pixels, quality
 
 pytestmark = pytest.mark.numerics  # compares generated images and Fréchet distances within rounding tolerances

@@ -1,7 +1,7 @@
 """How much of the bare training step's speed the notebook's `train` loop keeps (not a test).
 
-    python tools/bench_loop.py                      # the notebook here, at its MNIST and face sizes
-    python tools/bench_loop.py --notebook old.ipynb  # another version of it, e.g. from git, for a before/after
+    python -m tools.bench_loop                      # the notebook here, at its MNIST and face sizes
+    python -m tools.bench_loop --notebook old.ipynb  # another version of it, e.g. from git, for a before/after
 
 For each stage, at the notebook's default image size, batch size and width, on random pixels (a
 step's speed depends only on their shape):
@@ -16,19 +16,17 @@ least 97 %).
 
 import argparse
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # helper.py and tools/ from the repository's top
 os.environ.setdefault("MPLBACKEND", "Agg")  # train's sample grids and plots, with no screen
 
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+import numpy as np
+import tensorflow as tf
 
-import helper  # noqa: E402
-from tools.notebook import NOTEBOOK, notebook_definitions, notebook_parameters  # noqa: E402
+import helper
+from facegen.notebook import NOTEBOOK, notebook_definitions, notebook_parameters
 
 Z_DIM = 100
 STAGES = ["MNIST", "faces"]  # at the notebook's sizes for each

@@ -2,24 +2,21 @@
 consumes: the one-time preprocessing into a fresh cache, the batches streamed from it, the notebook's
 training step, and estimated GPU rates from the step's FLOPs. A measurement, not a test.
 
-    python tools/bench_pipeline.py [--count 10000] [--size 64] [--batch-size 64] [--data-dir data]
+    python -m tools.bench_pipeline [--count 10000] [--size 64] [--batch-size 64] [--data-dir data]
 """
 
 import argparse
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-# Run as `python tools/<name>.py`, Python looks for imports in tools/, not in the repository's root.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import tensorflow as tf  # noqa: E402
+import tensorflow as tf
 
-import helper  # noqa: E402
-from facegen import celeba, face_cache  # noqa: E402
-from tools.training_speed import training_rate  # noqa: E402
+import helper
+from facegen import celeba, face_cache
+from tools.training_speed import training_rate
 
 # Published peak FLOP/s of what TensorFlow runs a float32 model on by default: FP32 on the T4
 # and the V100 (SXM2, as in AWS p3), TF32 tensor cores on the A100. NVIDIA publishes no A10G

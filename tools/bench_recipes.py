@@ -4,28 +4,25 @@ of MNIST, measures 10,000 digits of each after the same wall-clock budgets of tr
 table, the real digits' FD (the floor) and whether the notebook meets its targets. A measurement, not a test:
 over 20 minutes with the default budgets.
 
-    python tools/bench_recipes.py [--data-dir data] [--budgets 60 150 300] [--out measurements.json]
+    python -m tools.bench_recipes [--data-dir data] [--budgets 60 150 300] [--out measurements.json]
 """
 
 import argparse
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-# Run as `python tools/<name>.py`, Python looks for imports in tools/, not in the repository's root.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+import keras
+import numpy as np
+import tensorflow as tf
 
-import helper  # noqa: E402
-from facegen import downloads  # noqa: E402
-from tools.baselines import BASELINES, RECIPE_Z_DIM  # noqa: E402
-from tools.notebook import NOTEBOOK, ROOT, notebook_definitions, notebook_parameters  # noqa: E402
-from tools.training_speed import forward_flops, training_flops  # noqa: E402
+import helper
+from facegen import downloads
+from tools.baselines import BASELINES, RECIPE_Z_DIM
+from facegen.notebook import NOTEBOOK, ROOT, notebook_definitions, notebook_parameters
+from tools.training_speed import forward_flops, training_flops
 
 
 def _describe_run(run, describe=helper.describe_quality):

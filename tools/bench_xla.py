@@ -1,20 +1,16 @@
 """How fast the notebook's training step runs on this machine with and without XLA, on digits and on faces,
 at the notebook's default sizes, batch sizes and widths. A measurement, not a test.
 
-    python tools/bench_xla.py [--steps 20]
+    python -m tools.bench_xla [--steps 20]
 """
 
 import argparse
-import sys
-from pathlib import Path
 
-# Run as `python tools/<name>.py`, Python looks for imports in tools/, not in the repository's root.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import tensorflow as tf  # noqa: E402
+import tensorflow as tf
 
-from tools.notebook import notebook_parameters  # noqa: E402
-from tools.training_speed import training_rate  # noqa: E402
+from facegen.notebook import notebook_parameters
+from tools.training_speed import training_rate
 
 
 def benchmark_xla(steps=20):

@@ -2,7 +2,7 @@
 against other real faces, then the same faces blurred, with noise, a few faces repeated, and the stand-in
 cartoons, and prints a Markdown table (and the seconds the measure took for each set).
 
-    python tools/check_face_measure.py [--data-dir data] [--size 64]
+    python -m tools.check_face_measure [--data-dir data] [--size 64]
 
 Half the faces in data/img_align_celeba/ are the reference, the other half are degraded. A person would rank
 them: real < slight blur or noise < strong blur or noise, and real < 100 faces repeated < 10 faces repeated; the
@@ -10,19 +10,15 @@ stand-ins, cartoons, far off.
 """
 
 import argparse
-import sys
 import tempfile
 import time
-from pathlib import Path
 
-# Run as `python tools/<name>.py`, Python looks for imports in tools/, not in the repository's root.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
-from PIL import Image, ImageFilter  # noqa: E402
+import numpy as np
+from PIL import Image, ImageFilter
 
-import helper  # noqa: E402
-from facegen import face_cache  # noqa: E402
+import helper
+from facegen import face_cache
 
 
 def blurred(images, sigma):

@@ -1,24 +1,21 @@
 """Write the offline copy of MNIST committed in data/mnist_sample.npz: the first 10,000 official training digits
 and the whole test set, which `helper.load_mnist` falls back to with no network.
 
-    python tools/make_mnist_sample.py [--data-dir data] [--count 10000] [--out data/mnist_sample.npz]
+    python -m tools.make_mnist_sample [--data-dir data] [--count 10000] [--out data/mnist_sample.npz]
 
 The digits come from the official files in <data-dir>/mnist/, downloaded (and checked) if missing; never from
 the committed copy itself.
 """
 
 import argparse
-import sys
 from pathlib import Path
 
-# Run as `python tools/<name>.py`, Python looks for imports in tools/, not in the repository's root.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-import helper  # noqa: E402
-from facegen import downloads, mnist  # noqa: E402
-from tools.notebook import ROOT  # noqa: E402
+import helper
+from facegen import downloads, mnist
+from facegen.notebook import ROOT
 
 
 def make_mnist_sample(data_dir="data", count=10_000, path=mnist.MNIST_SAMPLE, mirrors=mnist.MNIST_MIRRORS):

@@ -1,18 +1,14 @@
 """The quality measures (`helper.MnistQuality`) of real digits, the first 10,000 MNIST training ones: the best a
 generator can expect, the README's "real digits" figures. Under a minute.
 
-    python tools/mnist_floor.py [--data-dir data] [--count 10000]
+    python -m tools.mnist_floor [--data-dir data] [--count 10000]
 """
 
 import argparse
-import sys
-from pathlib import Path
 
-# Run as `python tools/<name>.py`, Python looks for imports in tools/, not in the repository's root.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import helper  # noqa: E402
-from facegen import mnist  # noqa: E402
+import helper
+from facegen import mnist
 
 
 def mnist_floor(data_dir="data", count=10_000, mirrors=mnist.MNIST_MIRRORS):

@@ -2,23 +2,20 @@
 where facegen/digit_quality.py loads them: data/mnist_classifier.weights.h5. A few CPU minutes (3 epochs, about
 4 minutes on 2 cores); the same seed gives the same weights. Needs all 60,000 official MNIST training digits.
 
-    python tools/train_classifier.py [--data-dir data] [--epochs 3] [--seed 0] [--out data/mnist_classifier.weights.h5]
+    python -m tools.train_classifier [--data-dir data] [--epochs 3] [--seed 0] [--out data/mnist_classifier.weights.h5]
 """
 
 import argparse
-import sys
 from pathlib import Path
 
-# Run as `python tools/<name>.py`, Python looks for imports in tools/, not in the repository's root.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+import keras
+import numpy as np
+import tensorflow as tf
 
-import helper  # noqa: E402
-from facegen import digit_quality, downloads, mnist, pixels  # noqa: E402
-from tools.notebook import ROOT  # noqa: E402
+import helper
+from facegen import digit_quality, downloads, mnist, pixels
+from facegen.notebook import ROOT
 
 
 def train_mnist_classifier(data_dir="data", path=digit_quality.MNIST_CLASSIFIER, epochs=3, seed=0,

@@ -7,7 +7,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tools.notebook import notebook_definitions
+from facegen.notebook import notebook_definitions
 
 
 def forward_flops(model):

@@ -4,7 +4,7 @@ functions computing in float64, for the tests that compare two ways of running t
 import keras
 import tensorflow as tf
 
-from tools.notebook import notebook_definitions
+from facegen.notebook import notebook_definitions
 
 NEEDED = ["helper", "tests", "halvings", "discriminator", "generator", "cross_entropy", "model_loss",
           "model_opt", "update_average", "train"]

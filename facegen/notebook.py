@@ -1,18 +1,9 @@
-"""The notebook's parameters and its checked definitions, read without running it: for the tools and the tests.
+"""The notebook's parameters and its checked definitions, read without running it: for the tools and the tests,
+which measure and check the lesson's own code. The lesson itself never imports this."""
 
-    python tools/notebook.py [--definitions]
-
-prints the parameters (what `papermill -p NAME VALUE` can set) and their defaults; with `--definitions`, also
-the names that the notebook's checked cells define (networks, losses, training step), which it runs to know.
-"""
-
-import argparse
-import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-# Run as `python tools/<name>.py`, Python looks for imports in tools/, not in the repository's root.
-sys.path.insert(0, str(ROOT))
 NOTEBOOK = ROOT / "dlnd_face_generation.ipynb"
 
 
@@ -51,14 +42,3 @@ def notebook_definitions(notebook=NOTEBOOK):
             exec(compile(source, filename, "exec"), namespace)
     return namespace
 
-
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--definitions", action="store_true",
-                        help="also list what the checked cells define (runs them: the imports take a while)")
-    args = parser.parse_args()
-    for name, value in notebook_parameters().items():
-        print(f"{name} = {value!r}")
-    if args.definitions:
-        names = [name for name in notebook_definitions() if not name.startswith("__")]
-        print(f"Defined, imports included: {', '.join(names)}")
