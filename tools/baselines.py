@@ -21,6 +21,7 @@ class Baseline(NamedTuple):
     flops: int  # per real image, counted as `training_flops` counts the notebook's
     z_dim: int = RECIPE_Z_DIM
     draw: Callable | None = None  # z -> images as the recipe draws them; None: the generator in inference mode
+    state: dict | None = None  # what a checkpoint needs beyond the two networks (optimizers, a trained generator)
 
 
 def _cross_entropy(logits, label):
@@ -98,9 +99,9 @@ def dcgan_paper_baseline():
         layers.Conv2D(1, 7, **convolution),  # 1x1: the logit
         layers.Flatten(),
     ], name="dcgan_paper_discriminator")
-    train_step = pytorch_dcgan_step(generator, discriminator)
+    train_step, optimizers = pytorch_dcgan_step(generator, discriminator)
     flops = training_flops(discriminator, generator) + forward_flops(discriminator)
-    return Baseline(generator, discriminator, train_step, 128, flops)
+    return Baseline(generator, discriminator, train_step, 128, flops, state=optimizers)
 
 
 def pytorch_batch_norm():
@@ -111,7 +112,8 @@ def pytorch_batch_norm():
 
 def pytorch_dcgan_step(generator, discriminator, learning_rate=2e-4):
     """PyTorch's DCGAN tutorial's training step: Adam (beta1 0.5, PyTorch's epsilon) for both networks; D on the
-    real batch and on the fake one, then G through a new pass of the updated D."""
+    real batch and on the fake one, then G through a new pass of the updated D. Returns the step and its optimizers
+    by name (for checkpoints)."""
     g_optimizer, d_optimizer = (keras.optimizers.Adam(learning_rate, beta_1=0.5, epsilon=1e-8) for _ in range(2))
 
     @tf.function
@@ -128,7 +130,7 @@ def pytorch_dcgan_step(generator, discriminator, learning_rate=2e-4):
         g_optimizer.apply(g_tape.gradient(g_loss, generator.trainable_variables), generator.trainable_variables)
         return d_loss, g_loss
 
-    return train_step
+    return train_step, {"d_optimizer": d_optimizer, "g_optimizer": g_optimizer}
 
 
 BASELINES = {"TF tutorial": tf_tutorial_baseline, "DCGAN paper (PyTorch tutorial)": dcgan_paper_baseline}

@@ -6,9 +6,9 @@ whether the notebook's recipe is 2x better than the better baseline at every bud
 run it alone on the machine, as other work changes the seconds. Each recipe and seed takes the longest budget
 plus a minute of measuring.
 
-    python tools/bench_faces.py [--data-dir data] [--size 64] [--budgets 120 300] [--seeds 0 1 2]
+    python -m tools.bench_faces [--data-dir data] [--size 64] [--budgets 120 300] [--seeds 0 1 2]
         [--recipe NAME=filters:32,learning_rate:5e-4 ...] [--only NAME ...] [--out faces.json]
-    python tools/bench_faces.py --table faces.json [more.json ...]   # the report of saved runs, together
+    python -m tools.bench_faces --table faces.json [more.json ...]   # the report of saved runs, together
 
 It needs real CelebA images in data/img_align_celeba/ (all of them, or part: the count is printed); half of them
 are the reference, the other half give the floor, and each recipe draws as many faces as the reference holds.
@@ -16,23 +16,20 @@ are the reference, the other half give the floor, and each recipe draws as many 
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
-# Run as `python tools/<name>.py`, Python looks for imports in tools/, not in the repository's root.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+import keras
+import numpy as np
+import tensorflow as tf
 
-import helper  # noqa: E402
-from facegen import face_cache  # noqa: E402
-from tools.baselines import Baseline  # noqa: E402
-from tools.bench_recipes import conv_peak_flops, train_to_budgets  # noqa: E402
-from tools.face_baselines import keras_dcgan, pytorch_dcgan  # noqa: E402
-from tools.notebook import notebook_definitions, notebook_parameters  # noqa: E402
-from tools.training_speed import training_flops  # noqa: E402
+import helper
+from facegen import face_cache
+from tools.baselines import Baseline
+from tools.bench_recipes import conv_peak_flops, train_to_budgets
+from tools.face_baselines import keras_dcgan, pytorch_dcgan
+from facegen.notebook import notebook_definitions, notebook_parameters
+from tools.training_speed import training_flops
 
 FACE_BASELINES = {"PyTorch DCGAN": pytorch_dcgan, "Keras DCGAN": keras_dcgan}
 
@@ -55,7 +52,7 @@ def notebook_recipe(size, **changes):
     discriminator = notebook["discriminator"]((size, size, 3), recipe["filters"])
     generator = notebook["generator"](parameters["z_dim"], (size, size, 3), recipe["filters"],
                                       recipe["full_resolution_layer"])
-    train_step, _, g_optimizer = notebook["model_opt"](discriminator, generator, recipe["learning_rate"],
+    train_step, d_optimizer, g_optimizer = notebook["model_opt"](discriminator, generator, recipe["learning_rate"],
                                                        recipe["beta1"])
     average = keras.models.clone_model(generator)
     average.set_weights(generator.get_weights())
@@ -73,7 +70,8 @@ def notebook_recipe(size, **changes):
         return average.predict(z, batch_size=250, verbose=0)
 
     return Baseline(average, discriminator, step, recipe["batch_size"], training_flops(discriminator, generator),
-                    parameters["z_dim"], draw)
+                    parameters["z_dim"], draw,
+                    state=dict(trained_generator=generator, d_optimizer=d_optimizer, g_optimizer=g_optimizer))
 
 
 def parse_recipe(text):

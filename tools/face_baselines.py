@@ -46,7 +46,8 @@ def pytorch_dcgan(size=64):
     def draw(z):
         return np.concatenate([in_training_mode(z[i:i + 64]).numpy() for i in range(0, len(z), 64)])
 
-    return Baseline(generator, discriminator, pytorch_dcgan_step(generator, discriminator), 128, flops, draw=draw)
+    train_step, optimizers = pytorch_dcgan_step(generator, discriminator)
+    return Baseline(generator, discriminator, train_step, 128, flops, draw=draw, state=optimizers)
 
 
 def keras_dcgan(size=64):
