@@ -76,7 +76,13 @@ class Progress:
                 tf.summary.scalar(f"learning_rate/{name}", learning_rate)
 
     def finished(self, step, losses):
-        """Say, in the cell, how far this call trained and how fast, with the last of `losses`."""
+        """Say, in the cell, how far this call trained and how fast, with the last of `losses`.
+
+        A run that ends before its last step (stopped by the time budget) ends its bar there: in a notebook, tqdm
+        draws a bar closed short of its total in red, as a failure."""
+        if self.bar.n < self.bar.total:
+            self.bar.total = self.bar.n
+            self.bar.refresh()
         if step > self.first_step:
             speed = f" ({rate:,.0f} images/s)" if (rate := self.images_per_second(step)) else ""
             print(f"{self.data_name}: trained to step {step:,} in {self.seconds():.0f} s{speed}; last losses: "

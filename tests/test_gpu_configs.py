@@ -27,7 +27,7 @@ import tensorflow as tf
 from PIL import Image
 
 from support.quick_profile import papermill_arguments, quick_parameters
-from tools.notebook import NOTEBOOK, ROOT
+from facegen.notebook import NOTEBOOK, ROOT
 
 CONFIGS = {
     "one Tensor-Core GPU": dict(parameters=dict(mixed_precision=True, jit_compile=True), replicas=1,
@@ -139,8 +139,8 @@ def test_exported_generators_load_and_draw_float32_images(run):
 def test_each_stage_saves_its_pictures_and_nothing_runs_for_a_skipped_one(run):
     config, _, folder, _ = run
     for stage in stages(config):
-        assert {f"{stage}_{name}" for name in ("real.png", "samples.png", "losses.png", "training.gif",
-                                               "real_vs_generated.png", "latent_walk.png")} <= {
+        assert {f"{stage}_{name}" for name in ("real.jpg", "samples.jpg", "losses.png", "training.gif",
+                                               "real_vs_generated.jpg", "latent_walk.jpg")} <= {
             p.name for p in folder.iterdir()}
     if stages(config) == ["mnist"]:  # celeba_epochs=0: CelebA is neither fetched nor stood in for
         assert not (folder / "standin").exists() and not (folder / "celeba-standin").exists()

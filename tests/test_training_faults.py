@@ -142,6 +142,14 @@ def test_the_time_budget_stops_train_and_saves_where_it_stopped(tmp_path, train,
     assert losses.shape == (1, 2) and checkpointed_step(tmp_path) == 1
 
 
+def test_a_budget_stop_ends_the_progress_bar_as_finished_not_failed(tmp_path):
+    run = helper.TrainingRun(tmp_path, "budget", 100, digits(), z_dim=8, time_budget=1e-9)
+    with run:
+        for _ in run.batches(tf.distribute.get_strategy()):
+            run.record(tf.constant([1.0, 1.0]))
+    assert run.step == 1 and (run.progress.bar.n, run.progress.bar.total) == (1, 1)
+
+
 def test_a_weight_turned_nan_is_never_saved(tmp_path):
     """The losses were finite, but a weight is not: save() refuses, and the last good checkpoint stays."""
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
