@@ -37,6 +37,7 @@ import tensorflow as tf  # noqa: E402
 # What the lesson calls from the machinery, in its order (hence the re-exports: noqa F401).
 from facegen.mnist import load_mnist  # noqa: E402, F401
 from facegen.celeba import STANDIN_NAME, load_celeba  # noqa: E402, F401
+from facegen.disk import said_plainly_if_full  # noqa: E402
 from facegen.face_cache import face_cache  # noqa: E402
 from facegen.pixels import to_uint8, to_unit_range  # noqa: E402
 from facegen.precision import float32_policy  # noqa: E402
@@ -61,7 +62,8 @@ def _positive_number(value):
 
 
 def _fraction(value):
-    return value == 0 and not isinstance(value, bool) or _positive_number(value) and value < 1
+    # At most 0.9999: nearer 1, float32 rounds it to 1 (at 1 - 2**-25), and Adam's bias correction divides by 0.
+    return value == 0 and not isinstance(value, bool) or _positive_number(value) and value <= 0.9999
 
 
 def _folder(value):
@@ -72,9 +74,9 @@ PARAMETER_RULES = {  # name: (test, what is allowed)
     "data_dir": (_folder, "a folder's path (a file of that name is in the way)"),
     "output_dir": (_folder, "a folder's path (a file of that name is in the way)"),
     "images_dir": (_folder, "a folder's path (a file of that name is in the way)"),
-    "seed": (_whole(0), "a whole number, 0 or more"),
+    "seed": (lambda v: _whole(0)(v) and v < 2**32, "a whole number from 0 to 4294967295 (NumPy's seeds)"),
     "z_dim": (_whole(1), "a whole number, at least 1"),
-    "beta1": (_fraction, "a number from 0 up to (not including) 1"),
+    "beta1": (_fraction, "a number from 0 to 0.9999"),
     "mnist_epochs": (_whole(1), "a whole number, at least 1 (the MNIST stage always runs)"),
     "mnist_batch_size": (_whole(1), "a whole number, at least 1"),
     "mnist_learning_rate": (lambda v: _positive_number(v) and v <= 1, "a number above 0, at most 1"),
@@ -85,7 +87,7 @@ PARAMETER_RULES = {  # name: (test, what is allowed)
     "celeba_learning_rate": (lambda v: _positive_number(v) and v <= 1, "a number above 0, at most 1"),
     "celeba_filters": (_whole(1), "a whole number, at least 1"),
     "celeba_full_resolution_layer": (lambda v: isinstance(v, bool), "True or False"),
-    "celeba_ema": (_fraction, "a number from 0 up to (not including) 1"),
+    "celeba_ema": (_fraction, "a number from 0 to 0.9999"),
     "celeba_image_size": (lambda v: v in (28, 32, 64) and not isinstance(v, bool), "28, 32 or 64"),
     "max_images": (lambda v: v is None or _whole(1)(v), "None (all of them) or a whole number, at least 1"),
     "sample_every": (lambda v: v is None or _whole(1)(v), "None (ten per stage) or a whole number, at least 1"),
@@ -235,7 +237,8 @@ def save_image(grid, path):
     """Save a grid (as `image_grid` returns), enlarged to about 512 pixels, as its name says: a PNG, or for `.jpg` a
     JPEG (quality 90: photos in a tenth of a PNG's bytes); return the path."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    _enlarged(grid).save(path, **({"quality": 90} if Path(path).suffix.lower() in (".jpg", ".jpeg") else {}))
+    with said_plainly_if_full(Path(path).parent, f"the picture {Path(path).name}"):
+        _enlarged(grid).save(path, **({"quality": 90} if Path(path).suffix.lower() in (".jpg", ".jpeg") else {}))
     return path
 
 
@@ -306,8 +309,9 @@ def export_generator(generator, directory, **config):
         plain = keras.models.clone_model(generator, clone_function=lambda layer: layer.__class__.from_config(
             {**layer.get_config(), "dtype": "float32"}))
     plain.set_weights(generator.get_weights())
-    plain.save(directory / "generator.keras")
-    (directory / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    with said_plainly_if_full(directory, "the exported generator", kept="The checkpoints are kept. "):
+        plain.save(directory / "generator.keras")
+        (directory / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     return directory
 
 

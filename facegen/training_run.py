@@ -3,6 +3,7 @@ resuming, the recipe they were written with, the time budget, the stop button an
 watches meanwhile is `facegen.progress`'s."""
 
 import json
+import shutil
 import signal
 import threading
 import time
@@ -12,6 +13,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from facegen.disk import said_plainly_if_full
 from facegen.progress import Progress
 
 
@@ -73,17 +75,33 @@ class TrainingRun:
             differences = ", ".join(f"{key} {old} there, {new} now" for key, (old, new) in fixed.items())
             raise ValueError(f"The checkpoint {latest} was written by other networks or another recipe "
                              f"({differences}). {refuse}")
-        try:
-            checkpoint.restore(latest).assert_consumed()
-        except (ValueError, AssertionError) as error:  # a variable of another shape, or one missing
-            raise ValueError(f"The checkpoint {latest} was written by other networks (another architecture, image "
-                             f"size or z_dim): {str(error).splitlines()[0]}\n{refuse}") from None
+        restored, skipped = self._restore_newest_whole(checkpoint, refuse)
         if "learning_rate" in self.recipe:  # the optimizers' state holds the old one: the new one is honoured
             for optimizer in self.optimizers.values():
                 optimizer.learning_rate = self.recipe["learning_rate"]
-        print(f"Resumed from {latest} (step {int(checkpoint.step):,}).")
+        for path, reason in skipped:
+            print(f"Skipped the checkpoint {path}: it does not restore whole ({reason}), as a copy cut short or a "
+                  f"failing disk leaves it.")
+        print(f"Resumed from {restored} (step {int(checkpoint.step):,}).")
         for key, (old, new) in changed.items():
             print(f"{key} was {old} when the checkpoint was written; going on with {new}.")
+
+    def _restore_newest_whole(self, checkpoint, refuse):
+        """Restore the newest of the kept checkpoints that restores whole; return it and the (path, reason) of each
+        newer one that did not. A checkpoint of other networks is refused; if none restores, say so."""
+        skipped = []
+        for path in reversed(self.manager.checkpoints):  # newest first
+            try:
+                checkpoint.restore(path).assert_consumed()
+                return path, skipped
+            except (ValueError, AssertionError) as error:  # a variable of another shape, or one missing
+                raise ValueError(f"The checkpoint {path} was written by other networks (another architecture, "
+                                 f"image size or z_dim): {str(error).splitlines()[0]}\n{refuse}") from None
+            except (IndexError, OSError, tf.errors.OpError) as error:  # a file cut short, missing or unreadable
+                skipped.append((path, f"{type(error).__name__}: {str(error).splitlines()[0]}"))
+        reasons = "; ".join(f"{path}: {reason}" for path, reason in skipped)
+        raise RuntimeError(f"No checkpoint in {self.manager.directory} restores whole ({reasons}). Put back an "
+                           f"intact copy of that folder, or delete it to start this stage over.")
 
     def _saved_recipe(self):
         try:
@@ -148,10 +166,31 @@ class TrainingRun:
             self._diverged(self.step)
         self._step.assign(self.step)
         self._losses.assign(self.losses)
-        self.manager.save(self.step)
-        (self.run_dir / "checkpoints" / "recipe.json").write_text(json.dumps(self.recipe, indent=2) + "\n")
+        self._write_checkpoint()
         self.progress.checkpoint(self.step, samples, {name: float(optimizer.learning_rate.numpy())
                                                       for name, optimizer in self.optimizers.items()})
+
+    def _write_checkpoint(self):
+        """Save a checkpoint and the recipe beside it. On a full disk, say so plainly; a checkpoint cut off is never
+        taken for one (the manager names a checkpoint only once it is whole) and its pieces are removed."""
+        latest, directory = self.manager.latest_checkpoint, Path(self.manager.directory)
+        size = sum(f.stat().st_size for f in directory.glob(f"{Path(latest).name}.*")) / 1e6 if latest else None
+        kept = (f"The last good checkpoint, {latest}, is kept: running the cell again resumes from it (if you "
+                f"change output_dir, move {self.run_dir} into it first). " if latest else
+                "No checkpoint had been saved yet. ")
+        try:
+            with said_plainly_if_full(directory, f"the checkpoint of step {self.step:,}", size, kept):
+                self.manager.save(self.step)
+                recipe = directory / "recipe.json"
+                part = recipe.with_name(recipe.name + ".part")
+                part.write_text(json.dumps(self.recipe, indent=2) + "\n")
+                part.replace(recipe)
+        except BaseException:
+            shutil.rmtree(directory / f"ckpt-{self.step}_temp", ignore_errors=True)
+            if not any(Path(path).name == f"ckpt-{self.step}" for path in self.manager.checkpoints):
+                for piece in directory.glob(f"ckpt-{self.step}.*"):
+                    piece.unlink()
+            raise
 
     def sample_path(self):
         """Where this step's sample grid is saved: `run_dir/samples/<step>.png`."""

@@ -1,12 +1,15 @@
 """Bad parameters stop the notebook at once with one plain sentence; a resumed run with changed parameters is
 honoured or refused plainly, never ignored or looping."""
 
+import re
+
 import numpy as np
+import keras
 import papermill
 import pytest
 
 import helper
-from tools.notebook import NOTEBOOK, notebook_parameters
+from facegen.notebook import NOTEBOOK, ROOT, notebook_parameters
 from support.notebook import notebook_functions
 from support.train_worker import STEPS_PER_EPOCH, digits
 
@@ -21,6 +24,32 @@ def test_the_defaults_pass():
     helper.check_parameters(DEFAULTS)
 
 
+def readme_parameter_table(readme):
+    """The README's parameter table (after its `<!-- parameters` mark) as {name: (default, what it does, may be)}."""
+    table = readme.split("<!-- parameters", 1)[1].split("\n\n", 1)[0]
+    rows = [[cell.strip() for cell in line.strip().strip("|").split(" | ")] for line in table.splitlines()
+            if line.startswith("| `")]
+    return {name.strip("`"): (default.strip("`"), what, allowed) for name, default, what, allowed in rows}
+
+
+def test_the_readme_documents_every_parameter_with_its_default_and_rule():
+    table = readme_parameter_table((ROOT / "README.md").read_text())
+    assert list(table) == list(DEFAULTS), "the README's parameter table must list the parameters cell's, in its order"
+    for name, (default, what, allowed) in table.items():
+        assert default == repr(DEFAULTS[name]), f"README: {name}'s default is {default}, the cell's {DEFAULTS[name]!r}"
+        assert allowed == helper.PARAMETER_RULES[name][1], f"README: what {name} may be differs from PARAMETER_RULES"
+        assert len(what.split()) >= 4, f"README: say what {name} does"
+
+
+def test_the_readme_table_check_catches_a_missing_row_and_a_stale_default():
+    readme = (ROOT / "README.md").read_text()
+    without = re.sub(r"\n\| `celeba_ema` \|[^\n]*", "", readme)
+    with pytest.raises(AssertionError):
+        assert list(readme_parameter_table(without)) == list(DEFAULTS)
+    stale = readme.replace("| `celeba_filters` | `32` |", "| `celeba_filters` | `64` |")
+    assert readme_parameter_table(stale)["celeba_filters"][0] != repr(DEFAULTS["celeba_filters"])
+
+
 @pytest.mark.parametrize("name, value, allowed", [
     ("mnist_batch_size", 0, "a whole number, at least 1"),
     ("celeba_batch_size", 64.5, "a whole number, at least 1"),
@@ -29,9 +58,10 @@ def test_the_defaults_pass():
     ("z_dim", True, "a whole number, at least 1"),
     ("mnist_learning_rate", 0, "a number above 0, at most 1"),
     ("celeba_learning_rate", float("nan"), "a number above 0, at most 1"),
-    ("beta1", 1, "a number from 0 up to (not including) 1"),
-    ("celeba_ema", 1.0, "a number from 0 up to (not including) 1"),
-    ("celeba_ema", False, "a number from 0 up to (not including) 1"),
+    ("beta1", 1, "a number from 0 to 0.9999"),
+    ("beta1", 1 - 2**-53, "a number from 0 to 0.9999"),
+    ("celeba_ema", 1.0, "a number from 0 to 0.9999"),
+    ("celeba_ema", False, "a number from 0 to 0.9999"),
     ("celeba_image_size", 48, "28, 32 or 64"),
     ("max_images", 0, "None (all of them) or a whole number, at least 1"),
     ("sample_every", 0, "None (ten per stage) or a whole number, at least 1"),
@@ -43,7 +73,8 @@ def test_the_defaults_pass():
     ("jit_compile", 1, "None (decide by the GPU), True or False"),
     ("download_celeba", "False", "True or False"),
     ("mnist_filters", 0, "a whole number, at least 1"),
-    ("seed", -1, "a whole number, 0 or more"),
+    ("seed", -1, "a whole number from 0 to 4294967295 (NumPy's seeds)"),
+    ("seed", 2**32, "a whole number from 0 to 4294967295 (NumPy's seeds)"),
 ])
 def test_a_bad_value_is_named_with_what_is_allowed(name, value, allowed):
     with pytest.raises(ValueError) as error:
@@ -85,6 +116,46 @@ def test_the_notebook_stops_at_its_parameter_check(tmp_path, parameter, value, m
     assert error.value.ename == "ValueError" and message in error.value.evalue
     assert error.value.exec_count <= 4  # the check cell, before any data or network
     assert not (tmp_path / "data").exists() and not (tmp_path / "out").exists()
+
+
+# --- What the check lets through runs ---------------------------------------------------------------
+# Each rule's edge values, fed to the code that uses them: a value the check accepts must not fail later.
+
+SMALLEST_NUMBER = 5e-324  # the smallest float above 0: `_positive_number` accepts it
+BELOW_ONE = 0.9999  # the largest fraction `_fraction` accepts
+
+
+def test_the_edge_values_are_accepted_by_the_check():
+    edges = dict(seed=2**32 - 1, z_dim=1, beta1=0, mnist_learning_rate=1, celeba_learning_rate=SMALLEST_NUMBER,
+                 celeba_ema=BELOW_ONE, mnist_batch_size=1, celeba_batch_size=1, mnist_filters=1, celeba_filters=1,
+                 sample_every=1, max_images=1, quality_images=2, fid_images=2, mnist_time_budget=SMALLEST_NUMBER)
+    helper.check_parameters({**DEFAULTS, **edges})
+    helper.check_parameters({**DEFAULTS, "beta1": BELOW_ONE, "celeba_ema": 0, "seed": 0})
+
+
+@pytest.mark.parametrize("edges", [
+    # the largest learning rate, as the whole number papermill's `-p ... 1` gives; beta1 and the average at 0;
+    # the largest seed; the smallest z_dim, width, batch and sample_every; a resume at the same values
+    dict(learning_rate=1, beta1=0, ema=0, seed=2**32 - 1, z_dim=1, filters=1, batch_size=1, sample_every=1),
+    # the smallest learning rate and time budget; beta1 and the average just below 1
+    dict(learning_rate=SMALLEST_NUMBER, beta1=BELOW_ONE, ema=BELOW_ONE, seed=0, time_budget=SMALLEST_NUMBER),
+], ids=["largest", "smallest"])
+def test_the_edge_values_train(tmp_path, train, edges):
+    edges = dict(edges)
+    keras.utils.set_random_seed(edges["seed"])  # as the notebook's imports cell does with `seed`
+    batches = helper.mnist_dataset(np.zeros((4, 28, 28, 1), np.uint8), edges.pop("batch_size", 2), edges["seed"])
+    for epochs in (1, 2):  # the second call resumes, restoring the optimizers with those values
+        generator, losses = train(batches, "edges", epochs, run_dir=tmp_path, images_dir=tmp_path / "images",
+                                  **{"z_dim": 8, **edges})
+    assert np.isfinite(losses).all() and np.isfinite(generator(helper.noise(2, generator.input_shape[-1]))).all()
+
+
+def test_the_smallest_quality_counts_measure(tmp_path):
+    reference = next(digits().unbatch().batch(100).as_numpy_iterator())
+    figures = helper.MnistQuality(reference=reference)(reference[:2])  # quality_images = 2
+    assert np.isfinite([figures["fd"], figures["score"]]).all()
+    faces = np.random.default_rng(0).integers(0, 256, (2, 32, 32, 3), np.uint8)
+    assert np.isfinite(helper.FaceQuality(faces)(faces[::-1])["swd"])
 
 
 # --- A resumed run with other parameters ------------------------------------------------------------

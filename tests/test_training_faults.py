@@ -135,6 +135,54 @@ def test_a_save_cut_off_by_a_kill_leaves_the_previous_checkpoint_in_use(tmp_path
     assert losses.shape == (2 * STEPS_PER_EPOCH, 2) and checkpointed_step(tmp_path) == 2 * STEPS_PER_EPOCH
 
 
+def cut_short(checkpoint_prefix):
+    """Cut a checkpoint's data file to half its length, as an interrupted copy or a failing disk leaves it."""
+    data = Path(f"{checkpoint_prefix}.data-00000-of-00001")
+    data.write_bytes(data.read_bytes()[: data.stat().st_size // 2])
+
+
+def test_a_damaged_newest_checkpoint_is_skipped_for_the_one_before(tmp_path, train, capsys):
+    options = dict(z_dim=8, learning_rate=2e-4, beta1=0.5, run_dir=tmp_path, images_dir=tmp_path / "images",
+                   sample_every=5)
+    train(digits(), "first", 1, **options)  # checkpoints at steps 5 and 10
+    cut_short(tmp_path / "checkpoints" / "ckpt-10")
+    capsys.readouterr()
+    _, losses = train(digits(), "resumed", 2, **options)
+    out = capsys.readouterr().out
+    assert re.search(r"Skipped the checkpoint .*ckpt-10: it does not restore whole \(\w+Error: .+\)", out), out
+    assert "ckpt-5 (step 5)" in out
+    assert losses.shape == (2 * STEPS_PER_EPOCH, 2) and checkpointed_step(tmp_path) == 2 * STEPS_PER_EPOCH
+
+
+def test_no_checkpoint_that_restores_is_said_with_the_folder_to_delete(tmp_path, train):
+    options = dict(z_dim=8, learning_rate=2e-4, beta1=0.5, run_dir=tmp_path, images_dir=tmp_path / "images",
+                   sample_every=5)
+    train(digits(), "first", 1, **options)
+    for step in (5, 10):
+        cut_short(tmp_path / "checkpoints" / f"ckpt-{step}")
+    with pytest.raises(RuntimeError, match=r"No checkpoint in .*checkpoints restores whole \(.*ckpt-10: .*ckpt-5: "
+                                           r".*\)\. Put back an intact copy of that folder, or delete it"):
+        train(digits(), "resumed", 2, **options)
+
+
+def test_a_full_disk_stops_training_plainly_and_keeps_the_last_good_checkpoint(tmp_path):
+    """The disk under the run fills while it trains: a tmpfs of 16 MB, in a mount namespace of the worker's own
+    (no privileges needed), holds the checkpoint of step 5 (about 11 MB) but not the next one."""
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    script = (f"mount -t tmpfs -o size=16m tmpfs {run_dir} && {sys.executable} {WORKER} {run_dir} 1 5; status=$?; "
+              f"ls {run_dir}/checkpoints; exit $status")
+    done = subprocess.run(["unshare", "--map-root-user", "--mount", "sh", "-c", script], env=worker_env(),
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0
+    last = done.stderr.strip().splitlines()[-1]
+    assert re.fullmatch(rf"facegen\.disk\.DiskFullError: \[Errno 28\] The disk of {run_dir}/checkpoints is full: "
+                        rf"the checkpoint of step 10 could not be written\. It needs about 1\d\.\d MB; [\d.]+ MB are "
+                        rf"free\. The last good checkpoint, {run_dir}/checkpoints/ckpt-5, is kept: running the cell "
+                        rf"again resumes from it .*", last), last
+    assert sorted(done.stdout.split()) == ["checkpoint", "ckpt-5.data-00000-of-00001", "ckpt-5.index", "recipe.json"]
+
+
 def test_the_time_budget_stops_train_and_saves_where_it_stopped(tmp_path, train, capsys):
     generator, losses = train(digits(), "budget", 100, z_dim=8, learning_rate=2e-4, beta1=0.5, run_dir=tmp_path,
                               images_dir=tmp_path / "images", sample_every=1000, time_budget=1e-9)
