@@ -149,6 +149,9 @@ def celeba_dataset(files, image_size, batch_size, seed=0, cache=None):
     the process holds only the batches in flight, never the whole set (CelebA at 64x64: 2.5 GB).
     """
     faces, rows = face_cache(files, image_size, cache)
+    if not len(rows):
+        raise ValueError(f"None of the {len(files):,} images in {Path(files[0]).parent} could be read (each a corrupt "
+                         f"or cut-short JPEG): replace them, or remove the folder to use CelebA.")
     shape = (batch_size, image_size, image_size, 3)
 
     def gather(indices):

@@ -213,8 +213,12 @@ def _make_celeba_folder(data_dir, download_missing, urls):
         return extract_zip(archive, data_dir, CELEBA_DIR)
     if all(shard.exists() for shard in shards):
         return _folder_from_shards(shards, data_dir)
+    present = [shard.name for shard in shards if shard.exists()]
+    partial = (f"{data_dir}/ holds {', '.join(present)} but not the Hub's other CelebA shard(s), "
+               f"{', '.join(shard.name for shard in shards if not shard.exists())}: all three are needed. "
+               if present else "")
     if not download_missing:
-        raise DownloadError(f"CelebA is not in {data_dir}/ and downloading it is turned off.")
+        raise DownloadError(f"{partial}CelebA is not in {data_dir}/ and downloading it is turned off.")
     zip_urls = [url for url in urls if not url.endswith(".parquet")]
     shard_urls = {shard: [url for url in urls if _url_name(url) == shard.name] for shard in shards}
     failures = []
@@ -234,7 +238,7 @@ def _make_celeba_folder(data_dir, download_missing, urls):
             return _folder_from_shards(shards, data_dir)
         except DownloadError as error:
             failures.append(str(error))
-    raise DownloadError("\n".join(failures) or "No URL to download CelebA from.")
+    raise DownloadError(partial + ("\n".join(failures) or "No URL to download CelebA from."))
 
 
 def load_celeba(data_dir="data", download_missing=True, urls=CELEBA_URLS, standin_count=None):
@@ -258,6 +262,9 @@ def load_celeba(data_dir="data", download_missing=True, urls=CELEBA_URLS, standi
             return jpegs(standin_faces(data_dir / "standin", standin_count)), STANDIN_NAME
     folder = _celeba_folder(data_dir)
     files = jpegs(folder)
+    if not files:
+        raise FileNotFoundError(f"{folder} holds no JPEG images (*.jpg): put CelebA's images (or your own faces) "
+                                f"there, or remove the folder so that the notebook fetches CelebA.")
     if len(files) == CELEBA_COUNT:
         return files, "CelebA"
     print(f"{folder} holds {len(files):,} images; the full CelebA set has {CELEBA_COUNT:,}. Using those there are.")

@@ -16,20 +16,26 @@ from facegen.downloads import ensure_room, part_path
 from facegen.pixels import to_unit_range
 
 FACE_CROP = 108  # the centered square of an aligned CelebA image that holds the face
-FACE_CACHE_FORMAT = 1  # raise it when the preprocessing changes, so that older caches are rebuilt
+FACE_CACHE_FORMAT = 2  # raise it when the preprocessing changes, so that older caches are rebuilt
 
 
 def _face_pixels(path, size):
-    """One aligned CelebA JPEG's centered 108x108 face, resized to `size`: float32 pixels in [0, 255]."""
+    """One JPEG's face, resized to `size`: float32 pixels in [0, 255], and whether it was an aligned CelebA image.
+
+    CelebA's aligned 178x218 images give their centered 108x108 face; any other image (a folder of one's own
+    faces) gives its centered square, as large as it fits.
+    """
     image = tf.io.decode_jpeg(tf.io.read_file(path), channels=3)
-    top, left = (CELEBA_SHAPE[0] - FACE_CROP) // 2, (CELEBA_SHAPE[1] - FACE_CROP) // 2
-    face = tf.image.crop_to_bounding_box(image, top, left, FACE_CROP, FACE_CROP)
-    return tf.image.resize(face, (size, size), method="bilinear", antialias=True)
+    height, width = tf.shape(image)[0], tf.shape(image)[1]
+    aligned = tf.logical_and(tf.equal(height, CELEBA_SHAPE[0]), tf.equal(width, CELEBA_SHAPE[1]))
+    side = tf.where(aligned, FACE_CROP, tf.minimum(height, width))
+    face = tf.image.crop_to_bounding_box(image, (height - side) // 2, (width - side) // 2, side, side)
+    return tf.image.resize(face, (size, size), method="bilinear", antialias=True), aligned
 
 
 def celeba_face(path, size):
     """Read one aligned CelebA JPEG, take the centered 108x108 face and resize it to `size`, in [-1, 1]."""
-    return to_unit_range(_face_pixels(path, size))
+    return to_unit_range(_face_pixels(path, size)[0])
 
 
 def face_cache_path(files, size):
@@ -44,6 +50,11 @@ def face_cache_path(files, size):
 
 def _sidecar(path):
     return path.with_suffix(".json")
+
+
+def _rounded(pixels_and_aligned):
+    pixels, aligned = pixels_and_aligned
+    return tf.saturate_cast(tf.round(pixels), tf.uint8), aligned
 
 
 def _face_cache_record(files, size, path):
@@ -89,19 +100,22 @@ def _build_face_cache(files, size, path, record):
     # tf.data decodes on every core and keeps the files' order; here it beat a process pool (see README).
     crops = (
         tf.data.Dataset.from_tensor_slices((tf.range(len(files)), files))
-        .map(lambda i, f: (i, tf.saturate_cast(tf.round(_face_pixels(f, size)), tf.uint8)),
-             num_parallel_calls=tf.data.AUTOTUNE)
+        .map(lambda i, f: (i, *_rounded(_face_pixels(f, size))), num_parallel_calls=tf.data.AUTOTUNE)
         .ignore_errors()  # a corrupt or truncated JPEG is skipped; its row stays empty and is listed below
         .batch(256)
         .prefetch(tf.data.AUTOTUNE)
     )
-    decoded = np.zeros(len(files), bool)
+    decoded, aligned = np.zeros(len(files), bool), np.zeros(len(files), bool)
     with tqdm(total=len(files), desc=f"Caching faces at {size}x{size} in {path.name}", unit="image") as bar:
-        for rows, batch in crops.as_numpy_iterator():
+        for rows, batch, were_aligned in crops.as_numpy_iterator():
             faces[rows] = batch
-            decoded[rows] = True
+            decoded[rows], aligned[rows] = True, were_aligned
             bar.update(len(batch))
     faces.flush()
+    others = int((decoded & ~aligned).sum())
+    if others:
+        print(f"{others:,} of the {len(files):,} images are not CelebA's aligned {CELEBA_SHAPE[1]}x{CELEBA_SHAPE[0]}: "
+              f"each gives its centered square, resized to {size}x{size}.")
     unreadable = np.flatnonzero(~decoded).tolist()
     if unreadable:
         names = ", ".join(Path(files[row]).name for row in unreadable[:5]) + (", ..." if len(unreadable) > 5 else "")

@@ -2,9 +2,12 @@
 resuming, the recipe they were written with, the time budget, the stop button and a stop on NaN. What a person
 watches meanwhile is `facegen.progress`'s."""
 
+import fcntl
 import json
+import os
 import shutil
 import signal
+import socket
 import threading
 import time
 from pathlib import Path
@@ -57,7 +60,12 @@ class TrainingRun:
         self._losses = tf.Variable(tf.zeros([0, 2]), shape=[None, 2], trainable=False)
         checkpoint = tf.train.Checkpoint(fixed_z=self.fixed_z, step=self._step, losses=self._losses, **trackables)
         self.manager = tf.train.CheckpointManager(checkpoint, self.run_dir / "checkpoints", max_to_keep=2)
-        self._restore(checkpoint)
+        self._lock = _lock_folder(self.run_dir)
+        try:
+            self._restore(checkpoint)
+        except BaseException:
+            self._lock.close()
+            raise
         self.step, self.losses = int(self._step), self._losses.numpy()
         self.sample_due = self.out_of_time = self._interrupted = False
         self._pending = []
@@ -222,4 +230,33 @@ class TrainingRun:
             if self._sigint_handler is not None:
                 signal.signal(signal.SIGINT, self._sigint_handler)
             self.progress.close()
+            self._lock.close()
         return False
+
+
+_held_locks = {}  # run folder -> this process's open lock file, so that a lock left by a failed call is taken back
+
+
+def _lock_folder(run_dir):
+    """Hold `run_dir/running.lock` locked (released when closed, or when the process ends, even by kill -9), so that
+    a second run on the same folder, as from a second terminal, stops at once instead of overwriting checkpoints."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = (run_dir / "running.lock").resolve()
+    if path in _held_locks:  # this process's own, from an earlier call that did not end cleanly
+        _held_locks.pop(path).close()
+    handle = open(path, "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise RuntimeError(f"Another run is training in {run_dir} ({holder}): two runs on one folder would overwrite "
+                           f"each other's checkpoints. Wait for it to end or stop it, or give this run another "
+                           f"output_dir.") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"process {os.getpid()} on {socket.gethostname()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+    handle.flush()
+    _held_locks[path] = handle
+    return handle

@@ -254,6 +254,49 @@ def test_kaggle_layout_is_used_as_it_is(tmp_path, faces):
     assert files == [str(folder / f"{row:06d}.jpg") for row in range(1, 6)]
 
 
+def test_a_folder_of_ones_own_faces_of_another_size_is_used_and_said_once(tmp_path, capsys):
+    folder = tmp_path / "img_align_celeba"
+    folder.mkdir()
+    for row in range(70):  # more than a batch of 64, as a user's 128x128 photos
+        pixels = np.full((128, 128, 3), row * 3, np.uint8)
+        pixels[:, :32] = 255  # a bright left border: the centred square keeps it, a 108x108 crop would not
+        Image.fromarray(pixels).save(folder / f"me_{row:03d}.jpg", quality=95)
+    files, _ = helper.load_celeba(tmp_path, urls=[])
+    batches = helper.celeba_dataset(files, 32, 64)
+    out = capsys.readouterr().out
+    assert out.count("70 of the 70 images are not CelebA's aligned 178x218: each gives its centered square, "
+                     "resized to 32x32.") == 1, out
+    faces, rows = face_cache.face_cache(files, 32)
+    assert len(rows) == 70 and faces[0][:, 0].min() > 240  # the border, in the first column at 32x32
+    assert next(iter(batches)).shape == (64, 32, 32, 3)
+
+
+def test_a_folder_without_jpegs_is_named(tmp_path):
+    (tmp_path / "img_align_celeba").mkdir()
+    (tmp_path / "img_align_celeba" / "notes.txt").write_text("")
+    with pytest.raises(FileNotFoundError, match=r"img_align_celeba holds no JPEG images \(\*\.jpg\): put CelebA's"):
+        helper.load_celeba(tmp_path, urls=[])
+
+
+def test_a_folder_of_unreadable_jpegs_is_named_not_counted_as_zero(tmp_path):
+    folder = tmp_path / "img_align_celeba"
+    folder.mkdir()
+    for row in range(3):
+        (folder / f"{row:06d}.jpg").write_bytes(b"not a jpeg")
+    files, _ = helper.load_celeba(tmp_path, urls=[])
+    with pytest.raises(ValueError, match=r"^None of the 3 images in .*img_align_celeba could be read"):
+        helper.celeba_dataset(files, 32, 2)
+
+
+def test_a_partial_set_of_hub_shards_is_named(tmp_path, hub, capsys):
+    (tmp_path / "train-00000-of-00003.parquet").write_bytes(hub["train-00000-of-00003.parquet"][:1000])
+    _, name = helper.load_celeba(tmp_path, urls=[], standin_count=4)
+    assert name == helper.STANDIN_NAME
+    out = capsys.readouterr().out
+    assert (f"{tmp_path}/ holds train-00000-of-00003.parquet but not the Hub's other CelebA shard(s), "
+            "train-00001-of-00003.parquet, train-00002-of-00003.parquet: all three are needed.") in out
+
+
 # --- Room on the disk ---------------------------------------------------------------------
 
 FREE = 1_000  # bytes the disk is made to have

@@ -89,7 +89,8 @@ def test_cache_is_built_once_then_reused(files):
     assert sorted(order) == list(range(COUNT))  # every face, from the cache
     assert build_of(cache) == built
     record = json.loads(sidecar(cache).read_text())
-    assert {k: record[k] for k in ("format", "images", "size")} == {"format": 1, "images": COUNT, "size": SIZE}
+    assert {k: record[k] for k in ("format", "images", "size")} == {"format": face_cache.FACE_CACHE_FORMAT,
+                                                                   "images": COUNT, "size": SIZE}
 
 
 def test_cache_is_rebuilt_when_the_size_changes(files, tmp_path):

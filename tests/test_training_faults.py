@@ -198,6 +198,26 @@ def test_a_budget_stop_ends_the_progress_bar_as_finished_not_failed(tmp_path):
     assert run.step == 1 and (run.progress.bar.n, run.progress.bar.total) == (1, 1)
 
 
+def test_a_second_run_on_the_same_folder_refuses_naming_the_first(tmp_path):
+    first = subprocess.Popen([sys.executable, str(WORKER), str(tmp_path), "1000", "1000"], env=worker_env(),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        lock = tmp_path / "running.lock"
+        for _ in range(600):  # until the first run holds the folder
+            if lock.exists() and lock.read_text().startswith(f"process {first.pid} "):
+                break
+            time.sleep(0.1)
+        with pytest.raises(RuntimeError, match=rf"^Another run is training in {tmp_path} \(process {first.pid} on "
+                                               r".+, since .+\): two runs on one folder would overwrite"):
+            helper.TrainingRun(tmp_path, "second", 1, digits(), z_dim=8)
+    finally:
+        first.kill()
+        first.wait()
+    run = helper.TrainingRun(tmp_path, "after", 1, digits(), z_dim=8)  # kill -9 released it
+    with run:
+        pass
+
+
 def test_a_weight_turned_nan_is_never_saved(tmp_path):
     """The losses were finite, but a weight is not: save() refuses, and the last good checkpoint stays."""
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
