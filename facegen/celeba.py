@@ -265,6 +265,10 @@ def load_celeba(data_dir="data", download_missing=True, urls=CELEBA_URLS, standi
     if not files:
         raise FileNotFoundError(f"{folder} holds no JPEG images (*.jpg): put CelebA's images (or your own faces) "
                                 f"there, or remove the folder so that the notebook fetches CelebA.")
+    if not all(re.fullmatch(r"\d{6}\.jpg", Path(file).name) for file in files):  # not CelebA's numbering
+        print(f"{folder} holds {len(files):,} images not named as CelebA's (000001.jpg to 202599.jpg): using them "
+              f"as your own faces.")
+        return files, f"your faces ({len(files):,} images)"
     if len(files) == CELEBA_COUNT:
         return files, "CelebA"
     print(f"{folder} holds {len(files):,} images; the full CelebA set has {CELEBA_COUNT:,}. Using those there are.")

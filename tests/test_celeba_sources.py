@@ -261,7 +261,8 @@ def test_a_folder_of_ones_own_faces_of_another_size_is_used_and_said_once(tmp_pa
         pixels = np.full((128, 128, 3), row * 3, np.uint8)
         pixels[:, :32] = 255  # a bright left border: the centred square keeps it, a 108x108 crop would not
         Image.fromarray(pixels).save(folder / f"me_{row:03d}.jpg", quality=95)
-    files, _ = helper.load_celeba(tmp_path, urls=[])
+    files, name = helper.load_celeba(tmp_path, urls=[])
+    assert name == "your faces (70 images)"  # not named as CelebA's: never called CelebA
     batches = helper.celeba_dataset(files, 32, 64)
     out = capsys.readouterr().out
     assert out.count("70 of the 70 images are not CelebA's aligned 178x218: each gives its centered square, "
