@@ -22,6 +22,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import tensorflow as tf
+from tqdm.auto import tqdm
 
 import helper
 from facegen import face_cache
@@ -53,7 +54,7 @@ def discriminator_signal(discriminator, trained, held_out):
 
     In batches of 64, in training mode, as training shows it real faces."""
     def logits(faces):
-        return np.concatenate([discriminator(helper.to_unit_range(faces[i:i + 64]), training=True).numpy().ravel()
+        return np.concatenate([np.asarray(discriminator(helper.to_unit_range(faces[i:i + 64]), training=True)).ravel()
                                for i in range(0, len(faces), 64)])
 
     seen, unseen = logits(trained), logits(held_out)
@@ -98,6 +99,7 @@ def long_run(recipe_name, make_recipe, seed, faces, reference_rows, held_out_row
     if total_steps not in point_steps:
         point_steps.append(total_steps)
     losses = []
+    bar = tqdm(total=total_steps, initial=int(step), desc=f"{recipe_name}, seed {seed}", unit="step")
     for target in point_steps:
         if target <= int(step):
             continue
@@ -108,9 +110,11 @@ def long_run(recipe_name, make_recipe, seed, faces, reference_rows, held_out_row
             step.assign_add(1)
             if len(pending) == 100:  # read the losses back now and then, not after every step
                 losses.extend(tf.stack(pending).numpy().tolist())
+                bar.update(len(pending))
                 pending = []
         if pending:
             losses.extend(tf.stack(pending).numpy().tolist())
+            bar.update(len(pending))
         drawn = recipe.draw(measured_z) if recipe.draw else recipe.generator.predict(measured_z, batch_size=250,
                                                                                      verbose=0)
         point = {"images": int(step) * recipe.batch_size, "steps": int(step), **quality(drawn),
@@ -127,6 +131,7 @@ def long_run(recipe_name, make_recipe, seed, faces, reference_rows, held_out_row
               f"SWD {point['swd']:.1f}; d / g loss {point['d_loss']:.2f} / {point['g_loss']:.2f}; D(real) on trained "
               f"{point['d_real_trained']:.3f}, held out {point['d_real_held_out']:.3f}, r_t {point['r_t']:.2f}",
               flush=True)
+    bar.close()
     return curve
 
 
@@ -165,7 +170,31 @@ def report(curve_paths, plot=None):
             axes.grid(alpha=0.3)
         figure.tight_layout()
         figure.savefig(plot, dpi=100)
+        plt.close(figure)
         print(f"Plotted in {plot}.")
+        grids = Path(plot).with_name(Path(plot).stem + "-grids.jpg")
+        save_grids(curve_paths, curves, names, grids)
+        print(f"The grids at four points of each run in {grids}.")
+
+
+def save_grids(curve_paths, curves, names, path, points=4):
+    """One row per run of its saved grids at `points` points spread over it (the first and the last included)."""
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    figure, axes = plt.subplots(len(curves), points, figsize=(3 * points, 3.2 * len(curves)), squeeze=False)
+    for row, (curve_path, curve, name) in enumerate(zip(curve_paths, curves, names)):
+        seen = [p["images"] for p in curve["points"]]
+        chosen = [seen[round(i * (len(seen) - 1) / (points - 1))] for i in range(points)]
+        for column, count in enumerate(chosen):
+            grid = Image.open(Path(curve_path).parent / "grids" / f"{count:07d}.png")
+            swd = next(p["swd"] for p in curve["points"] if p["images"] == count)
+            axes[row][column].imshow(grid)
+            axes[row][column].set_title(f"{name}: {count:,} images, SWD {swd:.1f}", fontsize=8)
+            axes[row][column].axis("off")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100, pil_kwargs={"quality": 85})
+    plt.close(figure)
 
 
 def main():
