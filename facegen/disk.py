@@ -3,10 +3,11 @@ sentence, with what was kept, instead of a library's traceback."""
 
 import contextlib
 import errno
-import shutil
 from pathlib import Path
 
 import tensorflow as tf
+
+from facegen.downloads import free_bytes
 
 
 class DiskFullError(OSError):
@@ -18,14 +19,6 @@ def is_disk_full(error):
     if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
         return True
     return isinstance(error, tf.errors.ResourceExhaustedError) and "space" in str(error).lower()
-
-
-def free_megabytes(folder):
-    """The free space of `folder`'s disk (or of its nearest existing parent's), in MB."""
-    folder = Path(folder).absolute()
-    while not folder.exists():
-        folder = folder.parent
-    return shutil.disk_usage(folder).free / 1e6
 
 
 @contextlib.contextmanager
@@ -42,6 +35,6 @@ def said_plainly_if_full(folder, what, needed_megabytes=None, kept=""):
         raise DiskFullError(
             errno.ENOSPC,
             f"The disk of {Path(folder).absolute()} is full: {what} could not be written.{need} "
-            f"{free_megabytes(folder):,.1f} MB are free. {kept}Free some space there, or point the notebook's "
+            f"{free_bytes(folder) / 1e6:,.1f} MB are free. {kept}Free some space there, or point the notebook's "
             f"folder parameter (output_dir, images_dir or data_dir) at a disk with more room, then run the cell again.",
         ) from None

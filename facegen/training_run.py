@@ -17,6 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from facegen.disk import said_plainly_if_full
+from facegen.downloads import part_path
 from facegen.progress import Progress
 
 
@@ -190,9 +191,8 @@ class TrainingRun:
             with said_plainly_if_full(directory, f"the checkpoint of step {self.step:,}", size, kept):
                 self.manager.save(self.step)
                 recipe = directory / "recipe.json"
-                part = recipe.with_name(recipe.name + ".part")
-                part.write_text(json.dumps(self.recipe, indent=2) + "\n")
-                part.replace(recipe)
+                part_path(recipe).write_text(json.dumps(self.recipe, indent=2) + "\n")
+                part_path(recipe).replace(recipe)
         except BaseException:
             shutil.rmtree(directory / f"ckpt-{self.step}_temp", ignore_errors=True)
             if not any(Path(path).name == f"ckpt-{self.step}" for path in self.manager.checkpoints):

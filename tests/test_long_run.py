@@ -19,14 +19,12 @@ def standins(tmp_path_factory):
     """Stand-in faces split as the tool splits CelebA: a reference, held-out faces, and the files to train on."""
     files, _ = helper.load_celeba(tmp_path_factory.mktemp("data"), download_missing=False, standin_count=1_200)
     faces, rows = face_cache.face_cache(files, SIZE)
-    held_out = rows[:100]
-    return faces, rows[100:400], held_out, [files[row] for row in rows[100:]]
+    held_out, training_rows = rows[:100], rows[100:]
+    return faces, rows[100:400], held_out, training_rows, [files[row] for row in training_rows]
 
 
 def run(standins, run_dir, images):
-    faces, reference, held_out, training_files = standins
-    return long_run.long_run("notebook", lambda: notebook_recipe(SIZE), 0, faces, reference, held_out,
-                             training_files, SIZE, images, 2 * BATCH, run_dir)
+    return long_run.long_run("notebook", lambda: notebook_recipe(SIZE), 0, *standins, SIZE, images, 2 * BATCH, run_dir)
 
 
 def test_a_long_run_records_each_point_and_resumes_where_it_stopped(standins, tmp_path, capsys):

@@ -121,15 +121,21 @@ def two_times_better(recipes, budgets, name="notebook"):
     return "\n".join(lines)
 
 
+def real_faces(data_dir, size, who):
+    """The real CelebA faces in `data_dir` at `size`: their files, the cached faces, the readable rows and those rows in
+    a fixed shuffled order, whose first half is the reference every face benchmark measures against."""
+    files, data_name = helper.load_celeba(data_dir, download_missing=False)
+    if data_name == helper.STANDIN_NAME:
+        raise SystemExit(f"{who} needs real CelebA images in {data_dir}/img_align_celeba/, not the {data_name}: see "
+                         f"the README's Data section.")
+    faces, rows = face_cache.face_cache(files, size)
+    return files, faces, rows, np.random.default_rng(0).permutation(rows)
+
+
 def benchmark_faces(data_dir="data", size=64, budgets=(120, 300), seeds=(0, 1, 2), variants=(), only=None, out=None):
     """Train and measure each recipe with each seed (see the module's docstring), and print the report."""
     budgets = sorted(budgets)
-    files, data_name = helper.load_celeba(data_dir, download_missing=False)
-    if data_name == helper.STANDIN_NAME:
-        raise SystemExit(f"The face benchmark needs real CelebA images in {data_dir}/img_align_celeba/, "
-                         f"not the {data_name}: see the README's Data section.")
-    faces, rows = face_cache.face_cache(files, size)
-    order = np.random.default_rng(0).permutation(rows)
+    files, faces, rows, order = real_faces(data_dir, size, "The face benchmark")
     half = len(order) // 2
     reference, others = faces[np.sort(order[:half])], faces[np.sort(order[half:2 * half])]
     quality = helper.FaceQuality(reference)

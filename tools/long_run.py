@@ -25,28 +25,22 @@ import tensorflow as tf
 from tqdm.auto import tqdm
 
 import helper
-from facegen import face_cache
-from tools.bench_faces import FACE_BASELINES, notebook_recipe, parse_recipe
+from tools.bench_faces import FACE_BASELINES, notebook_recipe, parse_recipe, real_faces
 
 HELD_OUT = 1000  # faces never trained on, for the discriminator's overfitting signal
 
 
 def split_faces(data_dir, size):
-    """The sample's files, its faces at `size`, the SWD reference and held-out rows, and the files to train on.
+    """The sample's faces at `size`, the SWD reference and held-out rows, and the rows and files to train on.
 
     The reference is the same half of the faces that `bench_faces.py` measures against, so the figures compare;
     the held-out faces are 1,000 others, never trained on.
     """
-    files, data_name = helper.load_celeba(data_dir, download_missing=False)
-    if data_name == helper.STANDIN_NAME:
-        raise SystemExit(f"The long run needs real CelebA images in {data_dir}/img_align_celeba/, not the "
-                         f"{data_name}: see the README's Data section.")
-    faces, rows = face_cache.face_cache(files, size)
-    order = np.random.default_rng(0).permutation(rows)
+    files, faces, rows, order = real_faces(data_dir, size, "The long run")
     half = len(order) // 2
     reference, held_out = np.sort(order[:half]), np.sort(order[half:half + HELD_OUT])
-    training_files = [files[row] for row in np.sort(np.setdiff1d(rows, held_out))]
-    return faces, reference, held_out, training_files
+    training_rows = np.setdiff1d(rows, held_out)  # sorted
+    return faces, reference, held_out, training_rows, [files[row] for row in training_rows]
 
 
 def discriminator_signal(discriminator, trained, held_out):
@@ -63,8 +57,8 @@ def discriminator_signal(discriminator, trained, held_out):
             "r_t": float(np.sign(seen).mean())}
 
 
-def long_run(recipe_name, make_recipe, seed, faces, reference_rows, held_out_rows, training_files, size, images,
-             every, run_dir):
+def long_run(recipe_name, make_recipe, seed, faces, reference_rows, held_out_rows, training_rows, training_files, size,
+             images, every, run_dir):
     """Train `make_recipe()` with `seed` to `images` images, recording a point every `every`; resumable."""
     run_dir = Path(run_dir)
     curve_path = run_dir / "curve.json"
@@ -86,28 +80,29 @@ def long_run(recipe_name, make_recipe, seed, faces, reference_rows, held_out_row
 
     quality = helper.FaceQuality(faces[reference_rows])
     measured_z = helper.noise(len(reference_rows), recipe.z_dim, seed)
-    trained_rows = np.random.default_rng(1).choice(len(training_files), HELD_OUT, replace=False)
+    trained = np.asarray(faces[np.sort(training_rows[np.random.default_rng(1).choice(len(training_rows), HELD_OUT,
+                                                                                    replace=False)])])
+    held_out = np.asarray(faces[held_out_rows])
+    # The training faces' own cache, as the notebook's pipeline reads a set of files: built once, beside the runs.
     dataset = helper.celeba_dataset(training_files, size, recipe.batch_size, seed,
                                     cache=run_dir.parent / f"training_faces_{size}.npy")
-    training_cache, _ = face_cache.face_cache(training_files, size, run_dir.parent / f"training_faces_{size}.npy")
-    trained = np.asarray(training_cache[np.sort(trained_rows)])
-    held_out = np.asarray(faces[held_out_rows])
 
-    batches = iter(dataset.repeat().skip(int(step)))
+    done = int(step)
+    batches = iter(dataset.repeat().skip(done))
     total_steps = -(-images // recipe.batch_size)
     point_steps = [-(-k // recipe.batch_size) for k in range(every, images + 1, every)]
     if total_steps not in point_steps:
         point_steps.append(total_steps)
     losses = []
-    bar = tqdm(total=total_steps, initial=int(step), desc=f"{recipe_name}, seed {seed}", unit="step")
+    bar = tqdm(total=total_steps, initial=done, desc=f"{recipe_name}, seed {seed}", unit="step")
     for target in point_steps:
-        if target <= int(step):
+        if target <= done:
             continue
         pending = []
-        while int(step) < target:
+        while done < target:
             z = noise.normal([recipe.batch_size, recipe.z_dim])
             pending.append(tf.stack(recipe.train_step(next(batches), z)))
-            step.assign_add(1)
+            done += 1
             if len(pending) == 100:  # read the losses back now and then, not after every step
                 losses.extend(tf.stack(pending).numpy().tolist())
                 bar.update(len(pending))
@@ -117,7 +112,7 @@ def long_run(recipe_name, make_recipe, seed, faces, reference_rows, held_out_row
             bar.update(len(pending))
         drawn = recipe.draw(measured_z) if recipe.draw else recipe.generator.predict(measured_z, batch_size=250,
                                                                                      verbose=0)
-        point = {"images": int(step) * recipe.batch_size, "steps": int(step), **quality(drawn),
+        point = {"images": done * recipe.batch_size, "steps": done, **quality(drawn),
                  **dict(zip(("d_loss", "g_loss"), np.mean(losses[-100:], axis=0).tolist())),
                  **discriminator_signal(recipe.discriminator, trained, held_out)}
         if not np.isfinite([point["d_loss"], point["g_loss"]]).all():
@@ -125,7 +120,8 @@ def long_run(recipe_name, make_recipe, seed, faces, reference_rows, held_out_row
                              f"{point['images']:,} images; the checkpoint before it is kept.")
         helper.save_image(helper.image_grid(drawn[:25]), run_dir / "grids" / f"{point['images']:07d}.png")
         curve["points"].append(point)
-        manager.save(int(step))
+        step.assign(done)
+        manager.save(done)
         curve_path.write_text(json.dumps(curve, indent=1) + "\n")  # after the checkpoint: a resume finds both
         print(f"{recipe_name}, seed {seed}, {point['images']:,} images ({point['steps']:,} steps): "
               f"SWD {point['swd']:.1f}; d / g loss {point['d_loss']:.2f} / {point['g_loss']:.2f}; D(real) on trained "
@@ -224,11 +220,11 @@ def main():
     else:
         name, changes = parse_recipe(args.recipe)
         make = lambda: notebook_recipe(args.size, **changes)  # noqa: E731
-    faces, reference, held_out, training_files = split_faces(args.data_dir, args.size)
+    faces, reference, held_out, training_rows, training_files = split_faces(args.data_dir, args.size)
     for seed in args.seeds:
         run_dir = Path(args.out_dir, f"{name.replace(' ', '-')}-seed{seed}")
-        long_run(name, make, seed, faces, reference, held_out, training_files, args.size, args.images, args.every,
-                 run_dir)
+        long_run(name, make, seed, faces, reference, held_out, training_rows, training_files, args.size, args.images,
+                 args.every, run_dir)
 
 
 if __name__ == "__main__":
