@@ -15,6 +15,7 @@ from facegen import mnist, pixels
 from support.notebook import notebook_functions
 
 STEPS_PER_EPOCH = 10
+WORKER = Path(__file__)  # run as a script: python train_worker.py RUN_DIR EPOCHS SAMPLE_EVERY
 
 
 def worker_env(**variables):
@@ -29,6 +30,12 @@ def digits(batch_size=64):
     with np.load(mnist.MNIST_SAMPLE, allow_pickle=False) as sample:
         images = sample["train_images"][: STEPS_PER_EPOCH * batch_size, ..., None]
     return tf.data.Dataset.from_tensor_slices(images).batch(batch_size, drop_remainder=True).map(pixels.to_unit_range)
+
+
+def checkpointed_step(run_dir):
+    """The step stored in the latest checkpoint of `run_dir`, or None."""
+    latest = tf.train.latest_checkpoint(Path(run_dir, "checkpoints"))
+    return latest and int(tf.train.load_checkpoint(latest).get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE"))
 
 
 def shuffled_digits(batch_size=64):
