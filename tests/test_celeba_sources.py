@@ -294,8 +294,16 @@ def test_a_partial_set_of_hub_shards_is_named(tmp_path, hub, capsys):
     _, name = helper.load_celeba(tmp_path, urls=[], standin_count=4)
     assert name == helper.STANDIN_NAME
     out = capsys.readouterr().out
-    assert (f"{tmp_path}/ holds train-00000-of-00003.parquet but not the Hub's other CelebA shard(s), "
-            "train-00001-of-00003.parquet, train-00002-of-00003.parquet: all three are needed.") in out
+    assert re.search(rf"{tmp_path}/ holds train-00000-of-00003.parquet \(which is damaged: wrong checksum \(sha256 "
+                     r"\w+, expected \w+\); delete it\) but not the Hub's other CelebA shard\(s\), "
+                     r"train-00001-of-00003.parquet, train-00002-of-00003.parquet: all three are needed\.", out), out
+
+
+def test_a_shard_without_a_published_checksum_is_said_damaged_by_its_content(tmp_path, hub, capsys):
+    (tmp_path / "train-00001-of-00003.parquet").write_bytes(hub["train-00001-of-00003.parquet"][:1000])
+    helper.load_celeba(tmp_path, urls=[], standin_count=4)
+    assert re.search(r"holds train-00001-of-00003.parquet \(which is damaged: not a parquet file: .+; delete it\) "
+                     r"but not", capsys.readouterr().out)
 
 
 # --- Room on the disk ---------------------------------------------------------------------
