@@ -213,8 +213,10 @@ def _make_celeba_folder(data_dir, download_missing, urls):
         return extract_zip(archive, data_dir, CELEBA_DIR)
     if all(shard.exists() for shard in shards):
         return _folder_from_shards(shards, data_dir)
-    present = [shard.name + (f" (which is damaged: {problem}; delete it)" if (problem := _shard_check(shard.name)(shard))
-                             else "") for shard in shards if shard.exists()]
+    present = []
+    for shard in (shard for shard in shards if shard.exists()):
+        problem = _shard_check(shard.name)(shard)
+        present.append(shard.name + (f" (which is damaged: {problem}; delete it)" if problem else ""))
     partial = (f"{data_dir}/ holds {', '.join(present)} but not the Hub's other CelebA shard(s), "
                f"{', '.join(shard.name for shard in shards if not shard.exists())}: all three are needed. "
                if present else "")
