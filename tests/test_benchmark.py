@@ -139,7 +139,7 @@ def test_the_notebook_runs_from_scratch_with_the_budget(tmp_path, monkeypatch):
     assert kwargs["cwd"] == ROOT
     assert kwargs["parameters"] == {
         "data_dir": str(Path("data").resolve()), "output_dir": str(tmp_path / "notebook-60s"),
-        "images_dir": str(tmp_path / "notebook-60s"), "celeba_epochs": 0, "mnist_time_budget": 60,
+        "images_dir": str(tmp_path / "notebook-60s"), "celeba_images": 0, "mnist_time_budget": 60,
         "mnist_epochs": 1000}
     assert run == {"budget": 60, **measured}
 

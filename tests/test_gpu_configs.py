@@ -5,7 +5,7 @@ would run it, in one of the configurations the notebook picks:
 - one GPU with Tensor Cores: mixed precision and XLA;
 - several GPUs: two replicas under `MirroredStrategy` (the CPU split in two by the kernel's startup file
   `support/two_cpu_replicas.py`, in place of two GPUs), mixed precision;
-- an older GPU, or the CPU: float32 without XLA; here the MNIST stage alone (`celeba_epochs=0`), as
+- an older GPU, or the CPU: float32 without XLA; here the MNIST stage alone (`celeba_images=0`), as
   nbval's run of the whole notebook already takes that configuration through the faces.
 Then it checks what the run produced: every cell ran, finite losses, quality figures in range,
 exported generators that load and draw float32 images, and the progress lines in the terminal.
@@ -34,7 +34,7 @@ CONFIGS = {
                                 devices="_DefaultDistributionStrategy, 1 replica. Precision: mixed_float16. XLA: on."),
     "two GPUs": dict(parameters=dict(mixed_precision=True), replicas=2,
                      devices="MirroredStrategy, 2 replicas. Precision: mixed_float16. XLA: off."),
-    "older GPU or CPU, MNIST alone": dict(parameters=dict(mixed_precision=False, jit_compile=False, celeba_epochs=0),
+    "older GPU or CPU, MNIST alone": dict(parameters=dict(mixed_precision=False, jit_compile=False, celeba_images=0),
                                           replicas=1, devices="_DefaultDistributionStrategy, 1 replica. "
                                                               "Precision: float32. XLA: off."),
 }
@@ -42,8 +42,8 @@ SHAPES = {"mnist": (28, 28, 1), "celeba-standin": (32, 32, 3)}  # the quick prof
 
 
 def stages(config):
-    """The stages a configuration's run trains: both, or MNIST alone with celeba_epochs=0."""
-    return ["mnist"] if config["parameters"].get("celeba_epochs") == 0 else list(SHAPES)
+    """The stages a configuration's run trains: both, or MNIST alone with celeba_images=0."""
+    return ["mnist"] if config["parameters"].get("celeba_images") == 0 else list(SHAPES)
 
 
 def ipython_folder(folder, replicas):
@@ -142,7 +142,7 @@ def test_each_stage_saves_its_pictures_and_nothing_runs_for_a_skipped_one(run):
         assert {f"{stage}_{name}" for name in ("real.jpg", "samples.jpg", "losses.png", "training.gif",
                                                "real_vs_generated.jpg", "latent_walk.jpg")} <= {
             p.name for p in folder.iterdir()}
-    if stages(config) == ["mnist"]:  # celeba_epochs=0: CelebA is neither fetched nor stood in for
+    if stages(config) == ["mnist"]:  # celeba_images=0: CelebA is neither fetched nor stood in for
         assert not (folder / "standin").exists() and not (folder / "celeba-standin").exists()
         assert not list(folder.glob("celeba*"))
 

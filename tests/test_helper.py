@@ -81,3 +81,29 @@ def test_image_grid_tiles_uint8_images_unchanged(count, cols, grid_shape):
     for i, image in enumerate(images):
         row, col = divmod(i, columns)
         np.testing.assert_array_equal(grid[row * 2 : row * 2 + 2, col * 3 : col * 3 + 3], image)
+
+
+# --- How long the faces train: celeba_images -----------------------------------------------------
+
+
+@pytest.mark.parametrize("images, count, gpu, epochs, said", [
+    (None, 15_722, False, 5, "5 passes over 15,722 faces: 78,400 images in 1,225 steps of 64 (celeba_images = "
+                             "80,000, the default on a CPU)."),
+    (None, 202_599, True, 5, "5 passes over 202,599 faces: 1,012,800 images in 15,825 steps of 64 (celeba_images = "
+                             "1,000,000, the default on a GPU)."),
+    (None, 15_722, True, 20, "20 passes over 15,722 faces: 313,600 images in 4,900 steps of 64 (celeba_images = "
+                             "1,000,000, the default on a GPU, at most 20 passes over a set this small)."),
+    (1_000_000, 15_722, True, 64, "64 passes over 15,722 faces"),  # a length asked for is not capped
+    (300_000, 15_722, False, 19, "19 passes over 15,722 faces: 297,920 images in 4,655 steps of 64 (celeba_images "
+                                 "= 300,000)."),
+    (1, 300, False, 1, "1 pass over 300 faces: 256 images in 4 steps of 64 (celeba_images = 1)."),  # at least one
+])
+def test_face_epochs_train_about_the_images_asked_in_whole_passes(images, count, gpu, epochs, said, capsys):
+    assert helper.face_epochs(images, count, 64, gpu=gpu) == epochs
+    assert said in capsys.readouterr().out
+
+
+def test_face_epochs_refuse_fewer_faces_than_a_batch():
+    with pytest.raises(ValueError, match=r"^There are only 63 faces, fewer than one batch of 64: lower "
+                                         r"celeba_batch_size, or use more images\.$"):
+        helper.face_epochs(None, 63, 64, gpu=False)

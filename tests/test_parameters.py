@@ -54,7 +54,8 @@ def test_the_readme_table_check_catches_a_missing_row_and_a_stale_default():
     ("mnist_batch_size", 0, "a whole number, at least 1"),
     ("celeba_batch_size", 64.5, "a whole number, at least 1"),
     ("mnist_epochs", -1, "a whole number, at least 1 (the MNIST stage always runs)"),
-    ("celeba_epochs", "5", "a whole number, 0 or more (0 skips the faces)"),
+    ("celeba_images", "5", "None (by device), or a whole number, 0 or more (0 skips the faces)"),
+    ("celeba_images", -1, "None (by device), or a whole number, 0 or more (0 skips the faces)"),
     ("z_dim", True, "a whole number, at least 1"),
     ("mnist_learning_rate", 0, "a number above 0, at most 1"),
     ("celeba_learning_rate", float("nan"), "a number above 0, at most 1"),
@@ -96,7 +97,7 @@ def test_fewer_images_than_a_batch_is_refused_up_front():
         "mnist_batch_size.",
         "max_images = 20 is fewer than one batch (celeba_batch_size = 64): raise max_images to at least 64 or lower "
         "celeba_batch_size."]
-    helper.check_parameters({**DEFAULTS, "max_images": 100, "mnist_batch_size": 100, "celeba_epochs": 0})
+    helper.check_parameters({**DEFAULTS, "max_images": 100, "mnist_batch_size": 100, "celeba_images": 0})
 
 
 def test_data_smaller_than_a_batch_is_refused_by_the_pipeline():
@@ -127,8 +128,9 @@ BELOW_ONE = 0.9999  # the largest fraction `_fraction` accepts
 
 def test_the_edge_values_are_accepted_by_the_check():
     edges = dict(seed=2**32 - 1, z_dim=1, beta1=0, mnist_learning_rate=1, celeba_learning_rate=SMALLEST_NUMBER,
-                 celeba_ema=BELOW_ONE, mnist_batch_size=1, celeba_batch_size=1, mnist_filters=1, celeba_filters=1,
-                 sample_every=1, max_images=1, quality_images=2, fid_images=2, mnist_time_budget=SMALLEST_NUMBER)
+                 celeba_images=1, celeba_ema=BELOW_ONE, mnist_batch_size=1, celeba_batch_size=1, mnist_filters=1,
+                 celeba_filters=1, sample_every=1, max_images=1, quality_images=2, fid_images=2,
+                 mnist_time_budget=SMALLEST_NUMBER)
     helper.check_parameters({**DEFAULTS, **edges})
     helper.check_parameters({**DEFAULTS, "beta1": BELOW_ONE, "celeba_ema": 0, "seed": 0})
 

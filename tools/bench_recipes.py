@@ -74,7 +74,7 @@ def notebook_mnist_run(data_dir, budget, scratch):
     papermill.execute_notebook(
         NOTEBOOK, run_dir / "run.ipynb", progress_bar=False, cwd=ROOT,
         parameters=dict(data_dir=str(Path(data_dir).resolve()), output_dir=str(run_dir), images_dir=str(run_dir),
-                        celeba_epochs=0, mnist_time_budget=budget, mnist_epochs=1000),  # the budget stops it
+                        celeba_images=0, mnist_time_budget=budget, mnist_epochs=1000),  # the budget stops it
     )
     return {"budget": budget, **json.loads((run_dir / "mnist" / "quality.json").read_text())}
 

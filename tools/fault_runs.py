@@ -60,14 +60,14 @@ def full_disk(folder, faces):
     output.mkdir()
     mount = ["unshare", "--map-root-user", "--mount", "sh", "-c",
              f'mount -t tmpfs -o size={TMPFS_MB}m tmpfs {output} && exec "$@"', "sh"]
-    done, lines = run(folder, dict(output_dir=str(output), celeba_epochs=3), prefix=mount)
+    done, lines = run(folder, dict(output_dir=str(output), celeba_images=768), prefix=mount)
     return done, lines, r"DiskFullError|full", "the output folder was a tmpfs, gone with the run's namespace"
 
 
 def damaged_checkpoint(folder, faces):
     """The face stage's newest checkpoint has its data file cut to half, as an interrupted copy leaves it; then the
     same command again."""
-    parameters = dict(celeba_epochs=2)
+    parameters = dict(celeba_images=512)
     done, lines = run(folder, parameters, name="first")
     if not done:
         return done, lines, r".", "the first run failed"
@@ -82,7 +82,7 @@ def damaged_checkpoint(folder, faces):
 def learning_rate_of_one(folder, faces):
     """`-p mnist_learning_rate 1`, the largest value the parameter check accepts, on the digits alone: it must run
     (it once stopped in Keras's Adam); that so high a rate ruins the digits is for the run's figures to show."""
-    done, lines = run(folder, dict(mnist_learning_rate=1, celeba_epochs=0))
+    done, lines = run(folder, dict(mnist_learning_rate=1, celeba_images=0))
     return done, lines, r"step|diverg|nan|NaN|FD|score|Error", "mnist_learning_rate = 1"
 
 
@@ -110,7 +110,7 @@ def damaged_shard(folder, faces):
 def two_runs(folder, faces):
     """A second run started on the output folder of one that is training, as from a second tmux pane: the same
     command twice, with 100 epochs of digits so that the first is still training when the second gets there."""
-    parameters = dict(mnist_epochs=100, celeba_epochs=0)
+    parameters = dict(mnist_epochs=100, celeba_images=0)
     first = papermill(folder, parameters, name="first")
     lock = folder / "mnist" / "running.lock"
     while not (lock.exists() and lock.read_text()) and first.poll() is None:  # the holder, written once locked

@@ -8,7 +8,7 @@ pytest puts them into the notebook's parameters for nbval (conftest.py); papermi
 import sys
 
 # Sizes that run every cell in a minute or so: a few steps of each stage, a few hundred images.
-QUICK = dict(mnist_epochs=1, celeba_epochs=1, celeba_image_size=32, max_images=256, quality_images=1_000,
+QUICK = dict(mnist_epochs=1, celeba_images=256, celeba_image_size=32, max_images=256, quality_images=1_000,
              fid_images=100, download_celeba=False)
 
 
