@@ -1,12 +1,12 @@
 """pytest runs the notebook (via nbval) in its quick profile: toy sizes, in a scratch folder, put into its
-parameters as papermill would (tests/support/quick_profile.py). In CI (the environment variable CI set), a
+parameters as papermill would (facegen/notebook.py). In CI (the environment variable CI set), a
 skipped test fails: there every test must run."""
 import os
 import tempfile
 
 import pytest
 
-from support.quick_profile import parameters_source, quick_parameters  # tests/ is on pytest.ini's pythonpath
+from facegen.notebook import parameters_source, quick_parameters
 
 
 def pytest_collection_modifyitems(items):

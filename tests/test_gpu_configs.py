@@ -26,8 +26,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from support.quick_profile import papermill_arguments, quick_parameters
-from facegen.notebook import NOTEBOOK, ROOT
+from facegen.notebook import NOTEBOOK, ROOT, papermill_arguments, quick_parameters
 
 CONFIGS = {
     "one Tensor-Core GPU": dict(parameters=dict(mixed_precision=True, jit_compile=True), replicas=1,

@@ -21,8 +21,7 @@ from pathlib import Path
 import nbformat
 from PIL import Image
 
-from facegen.notebook import NOTEBOOK, ROOT
-from tests.support.quick_profile import papermill_arguments, quick_parameters
+from facegen.notebook import NOTEBOOK, ROOT, papermill_arguments, quick_parameters
 
 TMPFS_MB = 16
 
