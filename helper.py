@@ -107,6 +107,9 @@ def check_parameters(parameters):
     problems = [f"{name} = {parameters[name]!r} is not allowed: it must be {allowed}."
                 for name, (test, allowed) in PARAMETER_RULES.items()
                 if name in parameters and not test(parameters[name])]
+    if "celeba_epochs" in parameters:  # papermill only warns about a parameter the notebook does not have
+        problems.append("celeba_epochs is no longer a parameter: say how long the faces train in images seen, "
+                        "celeba_images (e.g. 80000; None: by device; 0: no faces).")
     max_images = parameters.get("max_images")
     if not problems and max_images is not None:
         stages = ["mnist"] + ["celeba"] * (parameters.get("celeba_images") != 0)
@@ -207,30 +210,29 @@ def choose_speedups(mixed_precision, jit_compile, replicas, capabilities=None):
 
 
 DEFAULT_FACE_IMAGES = {"GPU": 1_000_000, "CPU": 80_000}  # celeba_images = None: about 5 epochs of CelebA on a GPU
-DEFAULT_MOST_EPOCHS = 20  # on the 15,722-face sample the discriminator began to learn its faces by heart at 19-20
+DEFAULT_MOST_PASSES = 20  # over the 14,722 faces of the long run, the discriminator began to learn them by heart at 19
 
 
-def face_epochs(images, count, batch_size, gpu=None):
-    """The passes over `count` faces (in steps of `batch_size`) that train on about `images` images, at least one.
+def face_passes(images, steps_per_pass, batch_size, gpu=None):
+    """How many passes over the faces (`steps_per_pass` batches of `batch_size`) train on `images` images, as a
+    number for `train`'s `epochs`: 2.5 is two passes and a half. At least one step.
 
-    `images` is the notebook's `celeba_images`, so that a length means the same on any data; None picks it by
-    device: 1,000,000 on a GPU, but at most 20 passes over a smaller set, and 80,000 on a CPU. Says what it chose.
+    `images` is the notebook's `celeba_images`, so that a length means the same on any data. None picks it by
+    device, 1,000,000 images on a GPU and 80,000 on a CPU, but at most 20 passes over a small set. Says what it chose.
     """
     gpu = bool(tf.config.list_physical_devices("GPU")) if gpu is None else gpu
-    per_epoch = count // batch_size * batch_size  # the last partial batch is dropped
-    if per_epoch == 0:
-        raise ValueError(f"There are only {count:,} faces, fewer than one batch of {batch_size}: lower "
-                         f"celeba_batch_size, or use more images.")
     asked = DEFAULT_FACE_IMAGES["GPU" if gpu else "CPU"] if images is None else images
-    epochs = max(1, round(asked / per_epoch))
+    steps = max(1, -(-asked // batch_size))  # rounded up: at least the images asked for
     why = f"celeba_images = {asked:,}"
     if images is None:
         why += f", the default on a {'GPU' if gpu else 'CPU'}"
-        if gpu and epochs > DEFAULT_MOST_EPOCHS:
-            epochs, why = DEFAULT_MOST_EPOCHS, why + f", at most {DEFAULT_MOST_EPOCHS} passes over a set this small"
-    print(f"{epochs} pass{'es' * (epochs > 1)} over {count:,} faces: {epochs * per_epoch:,} images in "
-          f"{epochs * per_epoch // batch_size:,} steps of {batch_size} ({why}).")
-    return epochs
+        if steps > DEFAULT_MOST_PASSES * steps_per_pass:
+            steps = DEFAULT_MOST_PASSES * steps_per_pass
+            why += f", but at most {DEFAULT_MOST_PASSES} passes over a set this small"
+    passes = steps / steps_per_pass
+    print(f"{steps:,} step{'s' * (steps != 1)} of {batch_size}: {steps * batch_size:,} images, {passes:.3g} passes "
+          f"over {steps_per_pass * batch_size:,} faces ({why}).")
+    return passes
 
 
 def describe_devices(strategy, jit_compile):

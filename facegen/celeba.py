@@ -213,15 +213,9 @@ def _make_celeba_folder(data_dir, download_missing, urls):
         return extract_zip(archive, data_dir, CELEBA_DIR)
     if all(shard.exists() for shard in shards):
         return _folder_from_shards(shards, data_dir)
-    present = []
-    for shard in (shard for shard in shards if shard.exists()):
-        problem = _shard_check(shard.name)(shard)
-        present.append(shard.name + (f" (which is damaged: {problem}; delete it)" if problem else ""))
-    partial = (f"{data_dir}/ holds {', '.join(present)} but not the Hub's other CelebA shard(s), "
-               f"{', '.join(shard.name for shard in shards if not shard.exists())}: all three are needed. "
-               if present else "")
     if not download_missing:
-        raise DownloadError(f"{partial}CelebA is not in {data_dir}/ and downloading it is turned off.")
+        raise DownloadError(f"{_partial_shards(shards, data_dir)}CelebA is not in {data_dir}/ and downloading it is "
+                            f"turned off.")
     zip_urls = [url for url in urls if not url.endswith(".parquet")]
     shard_urls = {shard: [url for url in urls if _url_name(url) == shard.name] for shard in shards}
     failures = []
@@ -241,7 +235,19 @@ def _make_celeba_folder(data_dir, download_missing, urls):
             return _folder_from_shards(shards, data_dir)
         except DownloadError as error:
             failures.append(str(error))
-    raise DownloadError(partial + ("\n".join(failures) or "No URL to download CelebA from."))
+    raise DownloadError(_partial_shards(shards, data_dir) + ("\n".join(failures) or "No URL to download CelebA from."))
+
+
+def _partial_shards(shards, data_dir):
+    """What to say of a partial set of the Hub's shards in `data_dir`: which are there (and damaged), which missing."""
+    present = []
+    for shard in (shard for shard in shards if shard.exists()):
+        problem = _shard_check(shard.name)(shard)  # a whole SHA-256: only said when CelebA cannot be had
+        present.append(shard.name + (f" (which is damaged: {problem}; delete it)" if problem else ""))
+    if not present:
+        return ""
+    return (f"{data_dir}/ holds {', '.join(present)} but not the Hub's other CelebA shard(s), "
+            f"{', '.join(shard.name for shard in shards if not shard.exists())}: all three are needed. ")
 
 
 def load_celeba(data_dir="data", download_missing=True, urls=CELEBA_URLS, standin_count=None):

@@ -69,8 +69,9 @@ def notebook_definitions(notebook=NOTEBOOK):
     return namespace
 
 
-
 if __name__ == "__main__":
     import sys
 
+    if len(sys.argv) != 2:
+        sys.exit("usage: python -m facegen.notebook FOLDER   (prints the quick profile's -p arguments for FOLDER)")
     print(" ".join(papermill_arguments(quick_parameters(sys.argv[1]))))

@@ -40,7 +40,7 @@ class TrainingRun:
     `recipe` (e.g. the learning rate, batch size, width) is stored beside the checkpoints. Resuming
     with another learning rate or beta1 goes on with the new one, saying so; with another batch
     size, width, z_dim, image size or precision it is refused; with fewer epochs than are done
-    there is nothing to train.
+    there is nothing to train. `epochs` may be a fraction (2.5: two passes and a half).
     """
 
     SECONDS_PER_READ = 1
@@ -50,7 +50,7 @@ class TrainingRun:
                  recipe=None, **trackables):
         self.run_dir, self.data_name, self.time_budget = Path(run_dir), data_name, time_budget
         self.dataset, self.batch_size = dataset, dataset.element_spec.shape[0]  # None if batches vary
-        self.total_steps = epochs * int(dataset.cardinality())
+        self.total_steps = round(epochs * int(dataset.cardinality()))  # a fraction of an epoch counts too
         self.sample_every = sample_every or max(1, self.total_steps // 10)
         self.recipe = {**(recipe or {}), "z_dim": z_dim, "image_shape": list(dataset.element_spec.shape[1:]),
                        "batch_size": self.batch_size, "precision": keras.config.dtype_policy().name}
@@ -123,7 +123,8 @@ class TrainingRun:
         remaining = self.total_steps - self.step
         if remaining <= 0:
             print(f"{self.data_name}: already trained to step {self.step:,} of {self.total_steps:,}; nothing to "
-                  f"train. Raise the epochs to train further, or delete {self.manager.directory} to start over.")
+                  f"train. Train longer (mnist_epochs, celeba_images) to go on, or delete {self.manager.directory} "
+                  f"to start over.")
             return
         # After a resume, skipping the batches already trained on keeps the data in the order of an
         # uninterrupted run: the shuffle is seeded, so it repeats the same orders, epoch after epoch.

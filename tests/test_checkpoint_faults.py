@@ -15,6 +15,7 @@ import helper
 from support.notebook import notebook_functions
 from support.train_worker import STEPS_PER_EPOCH, WORKER, checkpointed_step, digits, worker_env
 
+
 @pytest.fixture(scope="module")
 def train():
     return notebook_functions()["train"]

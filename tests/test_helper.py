@@ -86,24 +86,22 @@ def test_image_grid_tiles_uint8_images_unchanged(count, cols, grid_shape):
 # --- How long the faces train: celeba_images -----------------------------------------------------
 
 
-@pytest.mark.parametrize("images, count, gpu, epochs, said", [
-    (None, 15_722, False, 5, "5 passes over 15,722 faces: 78,400 images in 1,225 steps of 64 (celeba_images = "
-                             "80,000, the default on a CPU)."),
-    (None, 202_599, True, 5, "5 passes over 202,599 faces: 1,012,800 images in 15,825 steps of 64 (celeba_images = "
-                             "1,000,000, the default on a GPU)."),
-    (None, 15_722, True, 20, "20 passes over 15,722 faces: 313,600 images in 4,900 steps of 64 (celeba_images = "
-                             "1,000,000, the default on a GPU, at most 20 passes over a set this small)."),
-    (1_000_000, 15_722, True, 64, "64 passes over 15,722 faces"),  # a length asked for is not capped
-    (300_000, 15_722, False, 19, "19 passes over 15,722 faces: 297,920 images in 4,655 steps of 64 (celeba_images "
-                                 "= 300,000)."),
-    (1, 300, False, 1, "1 pass over 300 faces: 256 images in 4 steps of 64 (celeba_images = 1)."),  # at least one
+@pytest.mark.parametrize("images, steps_per_pass, gpu, said", [
+    (None, 245, False, "1,250 steps of 64: 80,000 images, 5.1 passes over 15,680 faces (celeba_images = 80,000, "
+                       "the default on a CPU)."),  # the sample
+    (None, 3_165, False, "1,250 steps of 64: 80,000 images, 0.395 passes over 202,560 faces"),  # all of CelebA
+    (None, 3_165, True, "15,625 steps of 64: 1,000,000 images, 4.94 passes over 202,560 faces (celeba_images = "
+                        "1,000,000, the default on a GPU)."),
+    (None, 245, True, "4,900 steps of 64: 313,600 images, 20 passes over 15,680 faces (celeba_images = 1,000,000, "
+                      "the default on a GPU, but at most 20 passes over a set this small)."),
+    (None, 4, False, "80 steps of 64: 5,120 images, 20 passes over 256 faces"),  # 300 photos of one's own
+    (1_000_000, 245, True, "15,625 steps of 64: 1,000,000 images, 63.8 passes"),  # a length asked for is kept
+    (300_000, 245, False, "4,688 steps of 64: 300,032 images, 19.1 passes over 15,680 faces (celeba_images = "
+                          "300,000)."),
+    (1, 4, False, "1 step of 64: 64 images, 0.25 passes over 256 faces (celeba_images = 1)."),  # at least a step
 ])
-def test_face_epochs_train_about_the_images_asked_in_whole_passes(images, count, gpu, epochs, said, capsys):
-    assert helper.face_epochs(images, count, 64, gpu=gpu) == epochs
+def test_face_passes_train_on_the_images_asked_whatever_the_data(images, steps_per_pass, gpu, said, capsys):
+    passes = helper.face_passes(images, steps_per_pass, 64, gpu=gpu)
     assert said in capsys.readouterr().out
-
-
-def test_face_epochs_refuse_fewer_faces_than_a_batch():
-    with pytest.raises(ValueError, match=r"^There are only 63 faces, fewer than one batch of 64: lower "
-                                         r"celeba_batch_size, or use more images\.$"):
-        helper.face_epochs(None, 63, 64, gpu=False)
+    steps = int(said.split(" step")[0].replace(",", ""))
+    assert round(passes * steps_per_pass) == steps  # what TrainingRun makes of `epochs`

@@ -22,7 +22,6 @@ from support.train_worker import STEPS_PER_EPOCH, WORKER, checkpointed_step, dig
 pytestmark = pytest.mark.numerics  # a resumed run must end bit for bit as an uninterrupted one
 
 
-
 @pytest.fixture(scope="module")
 def train():
     return notebook_functions()["train"]

@@ -10,6 +10,8 @@ Each runs from the repository's root, e.g. `python -m tools.bench_xla`; `--help`
   on real CelebA faces, over several seeds, at equal seconds;
 - `long_run`: one face recipe over hundreds of thousands of images: its face measure, losses and overfitting
   signal every 25,000 images, resumable;
+- `fault_runs`: papermill runs of the notebook fed faults (a full disk, a damaged checkpoint, ...), and what the
+  notebook said in each (docs/faults.md);
 - `check_face_measure`: the face measure on real faces and known degradations of them;
 - `train_classifier`: trains the MNIST classifier that measures generated digits;
 - `mnist_floor`: the quality measures of real digits, the best a generator can expect;
