@@ -9,12 +9,27 @@ import pytest
 from facegen.notebook import parameters_source, quick_parameters
 
 
+# The slowest test files, slowest first (their times: docs/benchmarks.md, "The test suite's time"). pytest.ini gives
+# each of the two workers whole files, in collection order: started first, the long files end before the short ones,
+# and the two workers end together instead of one waiting on a long file it took last.
+SLOWEST_FIRST = ("test_gpu_configs.py", "test_distribute.py", "test_problem_unittests.py", "test_parameters.py",
+                 "test_checkpoint_faults.py", "test_training_faults.py", "test_face_recipe.py",
+                 "test_recipe_quality.py")
+
+
+def _slowness_rank(item):
+    name = item.path.name
+    return SLOWEST_FIRST.index(name) if name in SLOWEST_FIRST else len(SLOWEST_FIRST)
+
+
 def pytest_collection_modifyitems(items):
-    """Run the notebook's cells in the quick profile: its parameters, set after the last cell that sets them.
+    """Put the slowest files first (the others, and each file's tests, keep their order), and run the notebook's
+    cells in the quick profile: its parameters, set after the last cell that sets them.
 
     The notebook's cells are marked `numerics`: their outputs are compared, so they run again under a
     second CPU configuration in CI.
     """
+    items.sort(key=_slowness_rank)  # stable
     cells = [item for item in items if hasattr(item, "cell")]  # nbval's cells
     for item in cells:
         item.add_marker(pytest.mark.numerics)
