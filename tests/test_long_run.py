@@ -9,7 +9,7 @@ import pytest
 import helper
 from facegen import face_cache
 from tools import long_run
-from tools.bench_faces import notebook_recipe
+from tools.bench_faces import FACE_BASELINES, notebook_recipe
 
 SIZE, BATCH = 32, 64
 
@@ -38,6 +38,14 @@ def test_a_long_run_records_each_point_and_resumes_where_it_stopped(standins, tm
     assert point["swd"] > 0 and np.isfinite([point["d_loss"], point["g_loss"]]).all()
     assert 0 < point["d_real_trained"] < 1 and 0 < point["d_real_held_out"] < 1 and -1 <= point["r_t"] <= 1
     assert sorted(p.name for p in (tmp_path / "run" / "grids").iterdir()) == ["0000128.png", "0000256.png"]
+
+
+def test_a_published_recipe_resumes_with_its_optimizers(standins, tmp_path, capsys):
+    make = lambda: FACE_BASELINES["PyTorch DCGAN"](SIZE)  # noqa: E731 (batch 128: a step per point)
+    long_run.long_run("PyTorch DCGAN", make, 0, *standins, SIZE, 128, 128, tmp_path / "run")
+    curve = long_run.long_run("PyTorch DCGAN", make, 0, *standins, SIZE, 256, 128, tmp_path / "run")
+    assert "resumed from" in capsys.readouterr().out  # the restore asserts every saved value was consumed
+    assert [p["steps"] for p in curve["points"]] == [1, 2]
 
 
 def test_the_overfitting_signal_sees_a_discriminator_that_knows_its_training_faces():

@@ -115,6 +115,9 @@ def pytorch_dcgan_step(generator, discriminator, learning_rate=2e-4):
     real batch and on the fake one, then G through a new pass of the updated D. Returns the step and its optimizers
     by name (for checkpoints)."""
     g_optimizer, d_optimizer = (keras.optimizers.Adam(learning_rate, beta_1=0.5, epsilon=1e-8) for _ in range(2))
+    # Built now, not at their first step, so that a checkpoint restores their moments (tools/long_run.py resumes).
+    g_optimizer.build(generator.trainable_variables)
+    d_optimizer.build(discriminator.trainable_variables)
 
     @tf.function
     def train_step(real_images, z):
