@@ -30,7 +30,9 @@ def papermill(folder, parameters, prefix=(), name="run"):
     """Start a papermill run of the notebook in `folder`'s quick profile with `parameters` on top."""
     command = [*prefix, sys.executable, "-m", "papermill", "--no-progress-bar", str(NOTEBOOK),
                str(folder / f"{name}.ipynb"), *papermill_arguments(quick_parameters(folder, **parameters))]
-    return subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # Only stderr is read (its last line, if papermill fails before writing the notebook), so a long run's
+    # terminal output cannot fill a pipe nobody reads.
+    return subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
 def finish(process, folder, name="run"):
