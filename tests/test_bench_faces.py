@@ -56,6 +56,16 @@ def test_the_notebook_recipe_takes_changes_and_refuses_unknown_ones():
         bench_faces.notebook_recipe(32, width=16)
 
 
+def test_a_decaying_learning_rate_holds_then_falls_to_zero():
+    recipe = bench_faces.notebook_recipe(32, batch_size=10, learning_rate=1e-3, decay_after=1000, decay_images=500)
+    rates = []
+    for step in (0, 99, 100, 125, 150, 200):  # full rate for 1,000 images (100 steps), then 50 steps down
+        for optimizer in (recipe.state["d_optimizer"], recipe.state["g_optimizer"]):
+            optimizer.iterations.assign(step)
+        rates.append([float(recipe.state[name].learning_rate) for name in ("d_optimizer", "g_optimizer")])
+    np.testing.assert_allclose(rates, [[r, r] for r in (1e-3, 1e-3, 1e-3, 5e-4, 0, 0)], atol=1e-9)
+
+
 def test_recipes_on_the_command_line_are_read_as_python_values():
     assert bench_faces.parse_recipe("w32-lr=filters:32,learning_rate:5e-4") == ("w32-lr", {"filters": 32,
                                                                                           "learning_rate": 5e-4})
