@@ -41,7 +41,7 @@ from facegen.disk import said_plainly_if_full  # noqa: E402
 from facegen.face_cache import face_cache  # noqa: E402
 from facegen.pixels import to_uint8, to_unit_range  # noqa: E402
 from facegen.precision import float32_policy  # noqa: E402
-from facegen.training_run import TrainingRun  # noqa: E402, F401
+from facegen.training_run import TrainingRun, total_steps  # noqa: E402, F401
 from facegen.digit_quality import MnistQuality, describe_quality, save_quality  # noqa: E402, F401
 from facegen.face_quality import FaceQuality, describe_face_quality  # noqa: E402, F401
 from facegen.quality import fid  # noqa: E402, F401
@@ -89,6 +89,8 @@ PARAMETER_RULES = {  # name: (test, what is allowed)
     "celeba_filters": (_whole(1), "a whole number, at least 1"),
     "celeba_full_resolution_layer": (lambda v: isinstance(v, bool), "True or False"),
     "celeba_ema": (_fraction, "a number from 0 to 0.9999"),
+    "celeba_cooldown": (lambda v: v is None or v == 0 and not isinstance(v, bool) or _positive_number(v) and v <= 1,
+                        "None (by the run's length) or a number from 0 to 1"),
     "celeba_image_size": (lambda v: v in (28, 32, 64) and not isinstance(v, bool), "28, 32 or 64"),
     "max_images": (lambda v: v is None or _whole(1)(v), "None (all of them) or a whole number, at least 1"),
     "sample_every": (lambda v: v is None or _whole(1)(v), "None (ten per stage) or a whole number, at least 1"),
@@ -210,6 +212,7 @@ def choose_speedups(mixed_precision, jit_compile, replicas, capabilities=None):
 
 
 DEFAULT_FACE_IMAGES = {"GPU": 1_000_000, "CPU": 80_000}  # celeba_images = None: about 5 epochs of CelebA on a GPU
+COOLDOWN_FROM_IMAGES = 200_000  # celeba_cooldown = None: only runs this long cool down (see face_cooldown)
 DEFAULT_MOST_PASSES = 20  # over the 14,722 faces of the long run, the discriminator began to learn them by heart at 19
 
 
@@ -233,6 +236,29 @@ def face_passes(images, steps_per_pass, batch_size, gpu=None):
     print(f"{steps:,} step{'s' * (steps != 1)} of {batch_size}: {steps * batch_size:,} images, {passes:.3g} passes "
           f"over {steps_per_pass * batch_size:,} faces ({why}).")
     return passes
+
+
+def face_cooldown(cooldown, images):
+    """The share of a face run of `images` images over whose end the learning rate cools down to 0, for `train`'s
+    `cooldown`: the notebook's `celeba_cooldown`, or for None half of a run of 200,000 images or more and none of a
+    shorter one. Says what it chose.
+
+    On the sample, a held rate's faces stopped improving by 100,000 images and then wandered; cooling down over the
+    second half of 300,000 images then helped on both seeds. Over the second half of 20,000 images (stand-in
+    faces) it hurt, on all three seeds: the faces were still improving fast (docs/benchmarks.md, "The cooldown").
+    """
+    asked = cooldown
+    if cooldown is None:
+        cooldown = 0.5 if images >= COOLDOWN_FROM_IMAGES else 0.0
+    held = images - round(cooldown * images)
+    how = (f"held for {held:,} images, then lowered to 0 over the last {images - held:,}" if cooldown
+           else f"held for all {images:,} images")
+    why = f"celeba_cooldown = {asked}"
+    if asked is None:
+        why += (f": runs of {COOLDOWN_FROM_IMAGES:,} images or more cool down over their second half" if cooldown
+                else f": runs under {COOLDOWN_FROM_IMAGES:,} images hold it")
+    print(f"The learning rate: {how} ({why}).")
+    return cooldown
 
 
 def describe_devices(strategy, jit_compile):

@@ -419,6 +419,46 @@ def test_measure_statistics(measure_statistics):
     _passed()
 
 
+def test_learning_rate_schedule(learning_rate_schedule):
+    # (cooldown, total_steps): the steps to look at, and the rate there as a share of the learning rate. The cooldown
+    # falls along half a cosine: 0.9045 a fifth of the way in, 0.5 halfway, 0 at the end, and stays there.
+    cases = {(0.0, 100): ([0, 50, 100, 1000], [1, 1, 1, 1]),
+             (0.25, 200): ([0, 100, 150, 160, 175, 200, 400], [1, 1, 1, 0.9045085, 0.5, 0, 0]),
+             (1.0, 8): ([0, 2, 4, 8], [1, 0.8535534, 0.5, 0])}
+    learning_rate = 1e-3
+    for (cooldown, total_steps), (steps, shares) in cases.items():
+        schedule = learning_rate_schedule(learning_rate, total_steps, cooldown)
+        if isinstance(schedule, (int, float)):
+            rates = [float(schedule)] * len(steps)
+        else:
+            assert isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule), (
+                f"learning_rate_schedule should return a number or a keras.optimizers.schedules.LearningRateSchedule "
+                f"(Adam calls it with its step count, in its compiled step); it returned {type(schedule).__name__}.")
+            compiled = tf.function(schedule)  # as Adam evaluates it, in the training step's graph
+            try:
+                rates = [float(compiled(tf.constant(step, tf.int64))) for step in steps]
+            except (TypeError, ValueError, tf.errors.OperatorNotAllowedInGraphError) as error:
+                raise AssertionError(f"The schedule failed when compiled by tf.function, as Adam runs it: "
+                                     f"{error}") from error
+        expected = [learning_rate * share for share in shares]
+        assert np.allclose(rates, expected, rtol=1e-5, atol=1e-9), (
+            f"With cooldown={cooldown} over {total_steps} steps, the rates at steps {steps} should be "
+            f"{np.round(expected, 7).tolist()}; they are {np.round(rates, 7).tolist()}.")
+    _passed()
+
+
+def _logged_learning_rates(log_dir):
+    """The learning rates in a run's TensorBoard log, by optimizer: {name: [rate at each checkpoint, ...]}."""
+    rates = {}
+    for path in sorted(Path(log_dir).glob("events.out.tfevents.*")):
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            for value in event.summary.value:
+                if value.tag.startswith("learning_rate/"):
+                    name = value.tag.partition("/")[2]
+                    rates.setdefault(name, []).append((event.step, float(tf.make_ndarray(value.tensor))))
+    return {name: [rate for _, rate in sorted(steps)] for name, steps in rates.items()}
+
+
 def _assert_statistics_measured(generator, z_dim):
     """Do `generator`'s batch norm statistics fit its weights? Each layer's moving mean and variance, against
     its inputs' over 2,000 new z: a few hundred z measure them within a few percent of the spread (5 % is one
@@ -479,6 +519,20 @@ def test_train(train):
         np.testing.assert_array_equal(resumed_losses, losses, err_msg=resume + "the losses differ.")
         for a, b in zip(resumed.weights, generator.weights):
             np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=resume + f"generator weight {b.path} differs.")
+        # The learning rates each checkpoint logs for TensorBoard: held without a cooldown; with cooldown=1, falling
+        # to 0 at the last step. (In mixed precision the steps whose float16 gradients overflowed do not count, so
+        # they fall less far.) Resuming the finished run must work with a schedule too.
+        held = _logged_learning_rates(Path(tmp, "run", "logs"))
+        assert sorted(held) == ["d_optimizer", "g_optimizer"] and np.allclose(
+            sum(held.values(), []), 2e-4, rtol=1e-5), \
+            f"Without a cooldown the learning rates should stay at 2e-4; the log shows {held}."
+        cooled = dict(kwargs, run_dir=Path(tmp, "cooldown"), cooldown=1.0)
+        train(**cooled)
+        train(**cooled)
+        last = {name: rates[-1] for name, rates in _logged_learning_rates(Path(tmp, "cooldown", "logs")).items()}
+        assert last and all(rate < (0.9 if mixed else 1e-5) * 2e-4 for rate in last.values()), (
+            f"With cooldown=1 the learning rates should fall to 0 by the last step; the log shows {last}: pass "
+            f"learning_rate_schedule(learning_rate, the run's steps, cooldown) to model_opt.")
     n_figures = sum(bool({"image/png", "image/jpeg"} & set(output.data)) for output in shown.outputs)
     assert n_figures >= 3, f"Training should show sample grids and a loss curve inline; it showed {n_figures}."
     _passed()

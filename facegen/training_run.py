@@ -21,6 +21,11 @@ from facegen.downloads import part_path
 from facegen.progress import Progress
 
 
+def total_steps(dataset, epochs):
+    """The steps of `epochs` passes over `dataset` (its batches); a fraction of a pass counts too (2.5 passes)."""
+    return round(epochs * int(dataset.cardinality()))
+
+
 class TrainingRun:
     """The bookkeeping around `train`'s loop, so that the loop shows only the lesson.
 
@@ -38,9 +43,9 @@ class TrainingRun:
     that is NaN or infinite stops training. A progress line goes to the terminal every 30 s.
 
     `recipe` (e.g. the learning rate, batch size, width) is stored beside the checkpoints. Resuming
-    with another learning rate or beta1 goes on with the new one, saying so; with another batch
-    size, width, z_dim, image size or precision it is refused; with fewer epochs than are done
-    there is nothing to train. `epochs` may be a fraction (2.5: two passes and a half).
+    with another learning rate, beta1 or ema goes on with the new one, saying so; with another batch
+    size, width, z_dim, image size, precision or cooldown it is refused; with fewer epochs than are
+    done there is nothing to train. `epochs` may be a fraction (2.5: two passes and a half).
     """
 
     SECONDS_PER_READ = 1
@@ -50,7 +55,7 @@ class TrainingRun:
                  recipe=None, **trackables):
         self.run_dir, self.data_name, self.time_budget = Path(run_dir), data_name, time_budget
         self.dataset, self.batch_size = dataset, dataset.element_spec.shape[0]  # None if batches vary
-        self.total_steps = round(epochs * int(dataset.cardinality()))  # a fraction of an epoch counts too
+        self.total_steps = total_steps(dataset, epochs)
         self.sample_every = sample_every or max(1, self.total_steps // 10)
         self.recipe = {**(recipe or {}), "z_dim": z_dim, "image_shape": list(dataset.element_spec.shape[1:]),
                        "batch_size": self.batch_size, "precision": keras.config.dtype_policy().name}
@@ -78,16 +83,24 @@ class TrainingRun:
             return
         refuse = f"To resume it, set them back; to start a new run, delete {directory} or choose another output_dir."
         saved = self._saved_recipe()
+        if saved and "cooldown" in self.recipe:
+            saved.setdefault("cooldown", 0)  # written before the cooldown existed: the rate was constant
         changed = {key: (saved[key], self.recipe.get(key)) for key in saved if saved[key] != self.recipe.get(key)}
         fixed = {key: values for key, values in changed.items() if key not in self.CHANGEABLE}
         if fixed:
             differences = ", ".join(f"{key} {old} there, {new} now" for key, (old, new) in fixed.items())
+            if "cooldown" in fixed:  # a schedule's optimizers hold other variables than a fixed rate's
+                differences += (f"; celeba_cooldown = None chooses the cooldown by the run's length: "
+                                f"-p celeba_cooldown {fixed['cooldown'][0]} goes on as the checkpoint was trained")
             raise ValueError(f"The checkpoint {latest} was written by other networks or another recipe "
                              f"({differences}). {refuse}")
         restored, skipped = self._restore_newest_whole(checkpoint, refuse)
-        if "learning_rate" in self.recipe:  # the optimizers' state holds the old one: the new one is honoured
+        if "learning_rate" in self.recipe:
             for optimizer in self.optimizers.values():
-                optimizer.learning_rate = self.recipe["learning_rate"]
+                # A fixed rate is a variable the checkpoint restored: the new one is honoured. A schedule (a
+                # cooldown) is no variable: it was made from this run's own learning rate.
+                if isinstance(optimizer.learning_rate, keras.Variable):
+                    optimizer.learning_rate = self.recipe["learning_rate"]
         for path, reason in skipped:
             print(f"Skipped the checkpoint {path}: it does not restore whole ({reason}), as a copy cut short or a "
                   f"failing disk leaves it.")

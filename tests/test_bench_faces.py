@@ -56,14 +56,21 @@ def test_the_notebook_recipe_takes_changes_and_refuses_unknown_ones():
         bench_faces.notebook_recipe(32, width=16)
 
 
-def test_a_decaying_learning_rate_holds_then_falls_to_zero():
-    recipe = bench_faces.notebook_recipe(32, batch_size=10, learning_rate=1e-3, decay_after=1000, decay_images=500)
-    rates = []
-    for step in (0, 99, 100, 125, 150, 200):  # full rate for 1,000 images (100 steps), then 50 steps down
-        for optimizer in (recipe.state["d_optimizer"], recipe.state["g_optimizer"]):
-            optimizer.iterations.assign(step)
-        rates.append([float(recipe.state[name].learning_rate) for name in ("d_optimizer", "g_optimizer")])
-    np.testing.assert_allclose(rates, [[r, r] for r in (1e-3, 1e-3, 1e-3, 5e-4, 0, 0)], atol=1e-9)
+def test_the_learning_rate_cools_down_over_the_runs_end_and_is_held_without_a_length():
+    def rates(recipe, steps):
+        seen = []
+        for step in steps:
+            for optimizer in (recipe.state["d_optimizer"], recipe.state["g_optimizer"]):
+                optimizer.iterations.assign(step)
+            seen.append([float(recipe.state[name].learning_rate) for name in ("d_optimizer", "g_optimizer")])
+        return seen
+
+    # 2,000 images of 10: 200 steps, the last half cooling down.
+    cooled = bench_faces.notebook_recipe(32, 2000, batch_size=10, learning_rate=1e-3, cooldown=0.5)
+    np.testing.assert_allclose(rates(cooled, (0, 99, 100, 150, 200)), [[r, r] for r in (1e-3, 1e-3, 1e-3, 5e-4, 0)],
+                               atol=1e-9)
+    held = bench_faces.notebook_recipe(32, batch_size=10, learning_rate=1e-3, cooldown=0.5)
+    np.testing.assert_allclose(rates(held, (0, 150, 200)), [[1e-3, 1e-3]] * 3, atol=1e-9)
 
 
 def test_recipes_on_the_command_line_are_read_as_python_values():

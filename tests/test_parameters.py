@@ -1,6 +1,7 @@
 """Bad parameters stop the notebook at once with one plain sentence; a resumed run with changed parameters is
 honoured or refused plainly, never ignored or looping."""
 
+import json
 import re
 
 import numpy as np
@@ -63,6 +64,9 @@ def test_the_readme_table_check_catches_a_missing_row_and_a_stale_default():
     ("beta1", 1 - 2**-53, "a number from 0 to 0.9999"),
     ("celeba_ema", 1.0, "a number from 0 to 0.9999"),
     ("celeba_ema", False, "a number from 0 to 0.9999"),
+    ("celeba_cooldown", 1.5, "None (by the run's length) or a number from 0 to 1"),
+    ("celeba_cooldown", -0.5, "None (by the run's length) or a number from 0 to 1"),
+    ("celeba_cooldown", True, "None (by the run's length) or a number from 0 to 1"),
     ("celeba_image_size", 48, "28, 32 or 64"),
     ("max_images", 0, "None (all of them) or a whole number, at least 1"),
     ("sample_every", 0, "None (ten per stage) or a whole number, at least 1"),
@@ -207,9 +211,21 @@ def test_a_new_learning_rate_is_honoured_and_said(tmp_path, train, capsys, monke
 @pytest.mark.parametrize("change, words", [
     (dict(dataset=digits(32)), "batch_size 64 there, 32 now"),
     (dict(filters=32), "filters 64 there, 32 now"),
+    (dict(cooldown=0.5), "cooldown 0.0 there, 0.5 now; celeba_cooldown = None chooses the cooldown by the run's "
+                         "length: -p celeba_cooldown 0.0 goes on as the checkpoint was trained"),
 ])
 def test_another_batch_size_or_width_is_refused(tmp_path, train, change, words):
     train(digits(), "first", 1, **options(tmp_path))
     dataset = change.pop("dataset", digits())
     with pytest.raises(ValueError, match=rf"{words}\). To resume it, set them back; to start a new run, delete"):
         train(dataset, "again", 2, **options(tmp_path, **change))
+
+
+def test_a_checkpoint_from_before_the_cooldown_is_refused_a_cooldown_plainly(tmp_path, train):
+    train(digits(), "first", 1, **options(tmp_path))
+    recipe = tmp_path / "checkpoints" / "recipe.json"
+    written = json.loads(recipe.read_text())
+    del written["cooldown"]  # as the notebook wrote it before the cooldown existed
+    recipe.write_text(json.dumps(written))
+    with pytest.raises(ValueError, match=r"cooldown 0 there, 0.5 now; .* -p celeba_cooldown 0 goes on as the "):
+        train(digits(), "again", 2, **options(tmp_path, cooldown=0.5))

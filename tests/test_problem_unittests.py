@@ -64,7 +64,7 @@ def policy(request):
 
 
 @pytest.mark.parametrize("name", ["discriminator", "generator", "model_loss", "model_opt", "update_average",
-                                  "measure_statistics", "train"])
+                                  "measure_statistics", "learning_rate_schedule", "train"])
 def test_check_passes_on_the_notebook(notebook, inline_figures, capsys, policy, name):
     run_check(name, notebook[name])
     assert capsys.readouterr().out == "Tests Passed\n"
@@ -500,6 +500,56 @@ def measure_statistics_on_a_copy(notebook, model, z):
     notebook["measure_statistics"](copy, z)
 
 
+# --- learning_rate_schedule ------------------------------------------------------------------------
+
+
+def schedule_held_throughout(notebook, learning_rate, total_steps, cooldown):
+    """Never cools down."""
+    return learning_rate
+
+
+def schedule_falling_over_the_whole_run(notebook, learning_rate, total_steps, cooldown):
+    """Cools down from the first step, whatever `cooldown` says."""
+    return keras.optimizers.schedules.CosineDecay(learning_rate, total_steps)
+
+
+class HeldThenStraightDown(keras.optimizers.schedules.LearningRateSchedule):
+    """Held for `hold` steps, then a straight line to 0 at `total_steps`."""
+
+    def __init__(self, learning_rate, hold, total_steps):
+        self.learning_rate, self.hold, self.total_steps = learning_rate, hold, total_steps
+
+    def __call__(self, step):
+        left = (self.total_steps - tf.cast(step, tf.float32)) / (self.total_steps - self.hold)
+        return self.learning_rate * tf.clip_by_value(left, 0.0, 1.0)
+
+
+def schedule_falling_in_a_straight_line(notebook, learning_rate, total_steps, cooldown):
+    """Held, then a straight line to 0 in place of the cosine."""
+    steps = round(cooldown * total_steps)
+    return HeldThenStraightDown(learning_rate, total_steps - steps, total_steps) if steps else learning_rate
+
+
+def schedule_with_the_held_part_and_the_cooldown_swapped(notebook, learning_rate, total_steps, cooldown):
+    """Cools down over the first `1 - cooldown` of the run's length instead of the last `cooldown`."""
+    return notebook["learning_rate_schedule"](learning_rate, total_steps, 1 - cooldown if cooldown else 0)
+
+
+def schedule_stopping_at_a_tenth(notebook, learning_rate, total_steps, cooldown):
+    """Cools down to a tenth of the rate, not to 0."""
+    steps = round(cooldown * total_steps)
+    if not steps:
+        return learning_rate
+    return keras.optimizers.schedules.CosineDecay(learning_rate, steps, alpha=0.1, warmup_target=learning_rate,
+                                                  warmup_steps=total_steps - steps)
+
+
+def schedule_as_a_python_function(notebook, learning_rate, total_steps, cooldown):
+    """A function of the step, which Adam would call with no argument at all."""
+    schedule = notebook["learning_rate_schedule"](learning_rate, total_steps, cooldown)
+    return schedule if isinstance(schedule, float) else lambda step: schedule(step)
+
+
 # --- train -----------------------------------------------------------------------------------------
 
 
@@ -546,6 +596,11 @@ def train_without_saving_pictures(notebook, **kwargs):
 
     unsaving = helper_with(show_grid=show_grid, plot_losses=plot_losses)
     return with_globals(notebook["train"], helper=unsaving)(**kwargs)
+
+
+def train_ignoring_the_cooldown(notebook, **kwargs):
+    """Accepts `cooldown` but trains at the constant rate."""
+    return with_globals(notebook["train"], learning_rate_schedule=lambda rate, steps, cooldown: rate)(**kwargs)
 
 
 def train_returning_losses_transposed(notebook, **kwargs):
@@ -624,6 +679,18 @@ BROKEN = [
     broken("measure_statistics", measure_statistics_leaving_the_momentum_at_0, "leave each layer's momentum"),
     broken("measure_statistics", measure_statistics_of_the_first_layer_only, "layer 2's moving mean should be"),
     broken("measure_statistics", measure_statistics_on_a_copy, "layer 1's moving mean should be"),
+    broken("learning_rate_schedule", schedule_held_throughout,
+           r"With cooldown=0.25 over 200 steps, the rates at steps .* should be"),
+    broken("learning_rate_schedule", schedule_falling_over_the_whole_run,
+           r"With cooldown=0.0 over 100 steps, the rates at steps .* should be"),
+    broken("learning_rate_schedule", schedule_falling_in_a_straight_line,
+           r"With cooldown=0.25 over 200 steps, .* they are \[0.001, 0.001, 0.001, 0.0008, 0.0005, "),
+    broken("learning_rate_schedule", schedule_with_the_held_part_and_the_cooldown_swapped,
+           r"With cooldown=0.25 over 200 steps, .* they are \[0.001, 0.00075, "),
+    broken("learning_rate_schedule", schedule_stopping_at_a_tenth,
+           r"With cooldown=0.25 over 200 steps, .* they are \[0.001, 0.001, 0.001, 0.0009141, 0.00055, 0.0001,"),
+    broken("learning_rate_schedule", schedule_as_a_python_function, "should return a number or a keras.optimizers"),
+    broken("train", train_ignoring_the_cooldown, "With cooldown=1 the learning rates should fall to 0"),
     broken("train", train_drawing_with_the_statistics_kept_in_training, "statistics that do not fit its weights"),
     broken("train", train_without_resuming, "should resume from its last checkpoint"),
     broken("train", train_returning_an_average_never_updated, "With ema=0, train should return the trained"),

@@ -34,19 +34,19 @@ from tools.training_speed import training_flops
 FACE_BASELINES = {"PyTorch DCGAN": pytorch_dcgan, "Keras DCGAN": keras_dcgan}
 
 
-def notebook_recipe(size, **changes):
+def notebook_recipe(size, images=None, **changes):
     """The notebook's face recipe (its celeba_* parameters and definitions), with `changes` to
-    filters, batch_size, learning_rate, beta1, full_resolution_layer or ema, as a `Baseline` whose
-    generator is the moving average of the one trained, its batch norm statistics measured before it
-    draws, as `train` makes and draws it.
+    filters, batch_size, learning_rate, beta1, full_resolution_layer, ema or cooldown, as a `Baseline`
+    whose generator is the moving average of the one trained, its batch norm statistics measured
+    before it draws, as `train` makes and draws it.
 
-    A change the notebook does not have yet, to measure it: `decay_after` and `decay_images` hold both
-    learning rates for that many images, then lower them to 0 along a cosine over the next `decay_images`."""
+    `images` is the run's length, over whose end the learning rate cools down, as in `train`. Without
+    it (a run to a time budget, whose length is not known ahead) the rate is held throughout."""
     parameters = notebook_parameters()
     recipe = dict(filters=parameters["celeba_filters"], batch_size=parameters["celeba_batch_size"],
                   learning_rate=parameters["celeba_learning_rate"], beta1=parameters["beta1"],
                   full_resolution_layer=parameters["celeba_full_resolution_layer"], ema=parameters["celeba_ema"],
-                  decay_after=None, decay_images=None)
+                  cooldown=parameters["celeba_cooldown"])
     unknown = set(changes) - set(recipe)
     if unknown:
         raise ValueError(f"--recipe: unknown setting(s) {sorted(unknown)}; the notebook's face recipe has "
@@ -56,12 +56,9 @@ def notebook_recipe(size, **changes):
     discriminator = notebook["discriminator"]((size, size, 3), recipe["filters"])
     generator = notebook["generator"](parameters["z_dim"], (size, size, 3), recipe["filters"],
                                       recipe["full_resolution_layer"])
-    learning_rate = recipe["learning_rate"]
-    if recipe["decay_images"]:
-        # Keras's cosine decay with a "warm-up" that starts and ends at the same rate: constant, then the cosine.
-        learning_rate = keras.optimizers.schedules.CosineDecay(
-            learning_rate, recipe["decay_images"] // recipe["batch_size"], warmup_target=learning_rate,
-            warmup_steps=(recipe["decay_after"] or 0) // recipe["batch_size"])
+    steps = -(-images // recipe["batch_size"]) if images else 0  # as many as long_run trains
+    cooldown = helper.face_cooldown(recipe["cooldown"], steps * recipe["batch_size"]) if images else 0
+    learning_rate = notebook["learning_rate_schedule"](recipe["learning_rate"], steps, cooldown)
     train_step, d_optimizer, g_optimizer = notebook["model_opt"](discriminator, generator, learning_rate,
                                                                  recipe["beta1"])
     average = keras.models.clone_model(generator)

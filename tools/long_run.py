@@ -214,12 +214,12 @@ def main():
         tf.config.threading.set_intra_op_parallelism_threads(args.threads)
         tf.config.threading.set_inter_op_parallelism_threads(args.threads)
     if args.recipe == "notebook":
-        name, make = "notebook", lambda: notebook_recipe(args.size)
+        name, make = "notebook", lambda: notebook_recipe(args.size, args.images)
     elif args.recipe in FACE_BASELINES:
         name, make = args.recipe, lambda: FACE_BASELINES[args.recipe](args.size)
     else:
         name, changes = parse_recipe(args.recipe)
-        make = lambda: notebook_recipe(args.size, **changes)  # noqa: E731
+        make = lambda: notebook_recipe(args.size, args.images, **changes)  # noqa: E731
     faces, reference, held_out, training_rows, training_files = split_faces(args.data_dir, args.size)
     for seed in args.seeds:
         run_dir = Path(args.out_dir, f"{name.replace(' ', '-')}-seed{seed}")
