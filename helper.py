@@ -245,7 +245,8 @@ def face_cooldown(cooldown, images):
 
     On the sample, a held rate's faces stopped improving by 100,000 images and then wandered; cooling down over the
     second half of 300,000 images then helped on both seeds. Over the second half of 20,000 images (stand-in
-    faces) it hurt, on all three seeds: the faces were still improving fast (docs/benchmarks.md, "The cooldown").
+    faces) it hurt, on all three seeds: the faces were still improving fast (docs/benchmarks.md, "Remedies, one
+    change at a time").
     """
     asked = cooldown
     if cooldown is None:

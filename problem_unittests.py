@@ -451,7 +451,8 @@ def _logged_learning_rates(log_dir):
     """The learning rates in a run's TensorBoard log, by optimizer: {name: [rate at each checkpoint, ...]}."""
     rates = {}
     for path in sorted(Path(log_dir).glob("events.out.tfevents.*")):
-        for event in tf.compat.v1.train.summary_iterator(str(path)):
+        for record in tf.data.TFRecordDataset(str(path)):  # summary_iterator would log a deprecation warning
+            event = tf.compat.v1.Event.FromString(record.numpy())
             for value in event.summary.value:
                 if value.tag.startswith("learning_rate/"):
                     name = value.tag.partition("/")[2]

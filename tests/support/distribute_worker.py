@@ -7,7 +7,8 @@ starts: hence a process of its own. The step is the notebook's, computed in floa
 (`float64_notebook_functions`), so that one device and two replicas can differ only by float64's
 rounding. Each run writes OUT_DIR/<run>.npz: the global losses and every variable of both
 networks (weights and batch-norm statistics) after the step. Last, the notebook's own `train`
-runs a few steps on two replicas, as it is (float32), and writes its losses to OUT_DIR/train.npz.
+runs a few steps on two replicas, as it is (float32, the learning rate cooling down), and writes its losses to
+OUT_DIR/train.npz.
 """
 
 import sys
@@ -84,5 +85,6 @@ if __name__ == "__main__":
     np.savez(out / "two_replicas.npz", **one_step(notebook, two_cpus, initial))
     np.savez(out / "unsynchronized_batch_norm.npz", **one_step(notebook, two_cpus, initial, synchronized=False))
     _, losses = notebook_functions()["train"](digits(BATCH).take(3), "two replicas", 1, Z_DIM, LEARNING_RATE, 0.5,
-                                              out / "run", out / "images", sample_every=2, strategy=two_cpus)
+                                              out / "run", out / "images", sample_every=2, strategy=two_cpus,
+                                              cooldown=0.5)  # the schedule's path, as long face runs take it
     np.savez(out / "train.npz", losses=losses)
