@@ -62,3 +62,10 @@ def test_no_cell_keeps_library_log_lines(cells):
 ])
 def test_the_patterns_find_what_they_are_for(text, pattern):
     assert pattern.search(text) and not pattern.search("Tests Passed\n")
+
+
+def test_the_committed_notebook_runs_at_its_defaults(cells):
+    # papermill keeps a run's injected-parameters cell when later run without -p: README's step 1 would then run
+    # the committed run's parameters, not the defaults. What the committed run was given is in its metadata.
+    injected = [number for number, cell in cells if "injected-parameters" in cell.metadata.get("tags", [])]
+    assert not injected, f"cell {injected} holds papermill's injected parameters: delete it before committing"
