@@ -243,8 +243,8 @@ def face_cooldown(cooldown, images):
     `cooldown`: the notebook's `celeba_cooldown`, or for None half of a run of 200,000 images or more and none of a
     shorter one. Says what it chose.
 
-    On the sample, a held rate's faces stopped improving by 100,000 images and then wandered; cooling down over the
-    second half of 300,000 images then helped on both seeds. Over the second half of 20,000 images (stand-in
+    On the sample, a held rate's faces stopped improving after 50,000 to 150,000 images and then wandered; cooling
+    down over the second half of 300,000 images helped on both seeds. Over the second half of 20,000 images (stand-in
     faces) it hurt, on all three seeds: the faces were still improving fast (docs/benchmarks.md, "Remedies, one
     change at a time").
     """
