@@ -13,7 +13,7 @@ import tensorflow as tf
 import helper
 
 from support.notebook import notebook_functions
-from support.train_worker import STEPS_PER_EPOCH, WORKER, checkpointed_step, digits, worker_env
+from support.train_worker import STEPS_PER_EPOCH, WORKER, checkpointed_step, digits, train_options, worker_env
 
 
 @pytest.fixture(scope="module")
@@ -23,24 +23,21 @@ def train():
 
 @pytest.mark.parametrize("change", ["z_dim", "image size"])
 def test_checkpoint_of_other_networks_is_refused(tmp_path, train, change):
-    options = dict(epochs=1, learning_rate=2e-4, beta1=0.5, run_dir=tmp_path, images_dir=tmp_path / "images")
-    train(digits(), "first", z_dim=8, **options)
+    train(digits(), "first", 1, **train_options(tmp_path))
     dataset, z_dim = (digits(), 16) if change == "z_dim" else (digits().map(lambda x: tf.image.resize(x, (32, 32))), 8)
     with pytest.raises(ValueError, match="(?s)was written by other networks .* delete .* or choose another output_dir"):
-        train(dataset, "second", z_dim=z_dim, **options)
+        train(dataset, "second", 1, **train_options(tmp_path, z_dim=z_dim))
 
 
 def test_a_save_cut_off_by_a_kill_leaves_the_previous_checkpoint_in_use(tmp_path, train, capsys):
-    options = dict(z_dim=8, learning_rate=2e-4, beta1=0.5, run_dir=tmp_path, images_dir=tmp_path / "images",
-                   sample_every=5)
-    train(digits(), "first", 1, **options)  # checkpoints at steps 5 and 10
+    train(digits(), "first", 1, **train_options(tmp_path))  # checkpoints at steps 5 and 10
     # What a process killed while writing the checkpoint of step 15 leaves: data, but no index,
     # and the `checkpoint` file that names the latest one never updated.
     checkpoints = tmp_path / "checkpoints"
     (checkpoints / "ckpt-15_temp").mkdir()
     (checkpoints / "ckpt-15_temp" / "part-00000-of-00001.data-00000-of-00001").write_bytes(b"\0" * 1000)
     (checkpoints / "ckpt-15.data-00000-of-00001").write_bytes(b"\0" * 1000)
-    _, losses = train(digits(), "resumed", 2, **options)
+    _, losses = train(digits(), "resumed", 2, **train_options(tmp_path))
     assert "(step 10)" in capsys.readouterr().out
     assert losses.shape == (2 * STEPS_PER_EPOCH, 2) and checkpointed_step(tmp_path) == 2 * STEPS_PER_EPOCH
 
@@ -52,12 +49,10 @@ def cut_short(checkpoint_prefix):
 
 
 def test_a_damaged_newest_checkpoint_is_skipped_for_the_one_before(tmp_path, train, capsys):
-    options = dict(z_dim=8, learning_rate=2e-4, beta1=0.5, run_dir=tmp_path, images_dir=tmp_path / "images",
-                   sample_every=5)
-    train(digits(), "first", 1, **options)  # checkpoints at steps 5 and 10
+    train(digits(), "first", 1, **train_options(tmp_path))  # checkpoints at steps 5 and 10
     cut_short(tmp_path / "checkpoints" / "ckpt-10")
     capsys.readouterr()
-    _, losses = train(digits(), "resumed", 1, **options)  # resumed at step 5, to step 10
+    _, losses = train(digits(), "resumed", 1, **train_options(tmp_path))  # resumed at step 5, to step 10
     out = capsys.readouterr().out
     assert re.search(r"Skipped the checkpoint .*ckpt-10: it does not restore whole \(\w+Error: .+\)", out), out
     assert "ckpt-5 (step 5)" in out
@@ -65,14 +60,12 @@ def test_a_damaged_newest_checkpoint_is_skipped_for_the_one_before(tmp_path, tra
 
 
 def test_no_checkpoint_that_restores_is_said_with_the_folder_to_delete(tmp_path, train):
-    options = dict(z_dim=8, learning_rate=2e-4, beta1=0.5, run_dir=tmp_path, images_dir=tmp_path / "images",
-                   sample_every=5)
-    train(digits(), "first", 1, **options)
+    train(digits(), "first", 1, **train_options(tmp_path))
     for step in (5, 10):
         cut_short(tmp_path / "checkpoints" / f"ckpt-{step}")
     with pytest.raises(RuntimeError, match=r"No checkpoint in .*checkpoints restores whole \(.*ckpt-10: .*ckpt-5: "
                                            r".*\)\. Put back an intact copy of that folder, or delete it"):
-        train(digits(), "resumed", 2, **options)
+        train(digits(), "resumed", 2, **train_options(tmp_path))
 
 
 def test_a_full_disk_stops_training_plainly_and_keeps_the_last_good_checkpoint(tmp_path):

@@ -12,7 +12,7 @@ import pytest
 import helper
 from facegen.notebook import NOTEBOOK, ROOT, notebook_parameters
 from support.notebook import notebook_functions
-from support.train_worker import STEPS_PER_EPOCH, digits
+from support.train_worker import STEPS_PER_EPOCH, digits, train_options
 
 DEFAULTS = notebook_parameters()  # the parameters cell is their one source: the rules are checked against it
 
@@ -172,11 +172,6 @@ def train():
     return notebook_functions()["train"]
 
 
-def options(tmp_path, **changes):
-    return {**dict(z_dim=8, learning_rate=2e-4, beta1=0.5, run_dir=tmp_path, images_dir=tmp_path / "images",
-                   sample_every=5), **changes}
-
-
 def test_the_old_celeba_epochs_is_refused_naming_celeba_images():
     with pytest.raises(ValueError, match=r"^celeba_epochs is no longer a parameter: say how long the faces train in "
                                          r"images seen, celeba_images \(e\.g\. 80000"):
@@ -184,16 +179,16 @@ def test_the_old_celeba_epochs_is_refused_naming_celeba_images():
 
 
 def test_a_fraction_of_an_epoch_counts_and_fewer_epochs_than_done_train_nothing(tmp_path, train, capsys):
-    _, losses = train(digits(), "first", 1.5, **options(tmp_path))  # as celeba_images gives: 15 steps
+    _, losses = train(digits(), "first", 1.5, **train_options(tmp_path))  # as celeba_images gives: 15 steps
     assert losses.shape == (3 * STEPS_PER_EPOCH // 2, 2)
-    _, losses = train(digits(), "again", 1, **options(tmp_path))
+    _, losses = train(digits(), "again", 1, **train_options(tmp_path))
     out = capsys.readouterr().out
     assert f"already trained to step {3 * STEPS_PER_EPOCH // 2} of {STEPS_PER_EPOCH}; nothing to train" in out
     assert losses.shape == (3 * STEPS_PER_EPOCH // 2, 2)  # the checkpoint's, untouched
 
 
 def test_a_new_learning_rate_is_honoured_and_said(tmp_path, train, capsys, monkeypatch):
-    train(digits(), "first", 1, **options(tmp_path))
+    train(digits(), "first", 1, **train_options(tmp_path))
     seen = []
     real_run = helper.TrainingRun
 
@@ -203,29 +198,29 @@ def test_a_new_learning_rate_is_honoured_and_said(tmp_path, train, capsys, monke
             seen.extend(float(optimizer.learning_rate) for optimizer in self.optimizers.values())
 
     monkeypatch.setattr(helper, "TrainingRun", Spy)
-    train(digits(), "again", 2, **options(tmp_path, learning_rate=5e-5))
+    train(digits(), "again", 2, **train_options(tmp_path, learning_rate=5e-5))
     assert seen == [pytest.approx(5e-5)] * 2  # restored, then the new value put back in both optimizers
     assert "learning_rate was 0.0002 when the checkpoint was written; going on with 5e-05." in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("change, words", [
     (dict(dataset=digits(32)), "batch_size 64 there, 32 now"),
-    (dict(filters=32), "filters 64 there, 32 now"),
+    (dict(filters=32), "filters 16 there, 32 now"),
     (dict(cooldown=0.5), "cooldown 0.0 there, 0.5 now; celeba_cooldown = None chooses the cooldown by the run's "
                          "length: -p celeba_cooldown 0.0 goes on as the checkpoint was trained"),
 ])
 def test_another_batch_size_or_width_is_refused(tmp_path, train, change, words):
-    train(digits(), "first", 1, **options(tmp_path))
+    train(digits(), "first", 1, **train_options(tmp_path))
     dataset = change.pop("dataset", digits())
     with pytest.raises(ValueError, match=rf"{words}\). To resume it, set them back; to start a new run, delete"):
-        train(dataset, "again", 2, **options(tmp_path, **change))
+        train(dataset, "again", 2, **train_options(tmp_path, **change))
 
 
 def test_a_checkpoint_from_before_the_cooldown_is_refused_a_cooldown_plainly(tmp_path, train):
-    train(digits(), "first", 1, **options(tmp_path))
+    train(digits(), "first", 1, **train_options(tmp_path))
     recipe = tmp_path / "checkpoints" / "recipe.json"
     written = json.loads(recipe.read_text())
     del written["cooldown"]  # as the notebook wrote it before the cooldown existed
     recipe.write_text(json.dumps(written))
     with pytest.raises(ValueError, match=r"cooldown 0 there, 0.5 now; .* -p celeba_cooldown 0 goes on as the "):
-        train(digits(), "again", 2, **options(tmp_path, cooldown=0.5))
+        train(digits(), "again", 2, **train_options(tmp_path, cooldown=0.5))
