@@ -152,6 +152,9 @@ def test_each_stage_saves_its_pictures_and_nothing_runs_for_a_skipped_one(run):
         assert not list(folder.glob("celeba*"))
 
 
+# The export of a generator trained in mixed precision, the one that could carry float16 along (each configuration's
+# export is loaded above): the command in a process of its own takes seconds, once is enough.
+@pytest.mark.parametrize("run", ["one Tensor-Core GPU"], indirect=True)
 def test_generate_command_runs_the_export_on_a_cpu_only_machine(run, tmp_path):
     _, _, folder, _ = run
     out = tmp_path / "digits.png"
