@@ -60,7 +60,8 @@ POLICIES = ("float32", "mixed_float16")  # the precision policies the notebook c
 
 @pytest.fixture(params=POLICIES)
 def policy(request):
-    """Each check runs under both precision policies the notebook can choose: the networks are built under it."""
+    """The precision policy a check runs under (each check on the notebook's functions under both; the broken
+    variants as VARIANTS says): the networks are built under it."""
     keras.config.set_dtype_policy(request.param)
     yield request.param
     keras.config.set_dtype_policy("float32")
