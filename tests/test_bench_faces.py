@@ -73,6 +73,28 @@ def test_the_learning_rate_cools_down_over_the_runs_end_and_is_held_without_a_le
     np.testing.assert_allclose(rates(held, (0, 150, 200)), [[1e-3, 1e-3]] * 3, atol=1e-9)
 
 
+def test_two_time_scales_give_the_discriminator_its_own_rate_and_need_the_rate_held():
+    recipe = bench_faces.notebook_recipe(32, batch_size=10, learning_rate=1e-3, d_learning_rate=4e-3)
+    assert [float(recipe.state[name].learning_rate) for name in ("d_optimizer", "g_optimizer")] == \
+        pytest.approx([4e-3, 1e-3])
+    with pytest.raises(ValueError, match="d_learning_rate is measured with the rate held"):
+        bench_faces.notebook_recipe(32, 2000, batch_size=10, cooldown=0.5, d_learning_rate=4e-3)
+
+
+def test_the_hinge_loss_replaces_the_notebooks_in_the_training_step():
+    recipe = bench_faces.notebook_recipe(32, batch_size=4, loss="hinge", learning_rate=0.0)
+    real, z = tf.random.stateless_uniform([4, 32, 32, 3], (0, 0), -1, 1), helper.noise(4, recipe.z_dim, 0)
+    generator = recipe.state["trained_generator"]
+    d_loss, g_loss = recipe.train_step(real, z)  # at a rate of 0 nothing moves, so the losses can be recomputed
+    real_logits = recipe.discriminator(real, training=True)
+    fake_logits = recipe.discriminator(generator(z, training=True), training=True)
+    expected_d = np.mean(np.maximum(0, 1 - real_logits)) + np.mean(np.maximum(0, 1 + fake_logits))
+    assert float(d_loss) == pytest.approx(expected_d, rel=1e-4)
+    assert float(g_loss) == pytest.approx(-np.mean(fake_logits), rel=1e-4)
+    with pytest.raises(ValueError, match="loss 'wasserstein' is not one of"):
+        bench_faces.notebook_recipe(32, loss="wasserstein")
+
+
 def test_recipes_on_the_command_line_are_read_as_python_values():
     assert bench_faces.parse_recipe("w32-lr=filters:32,learning_rate:5e-4") == ("w32-lr", {"filters": 32,
                                                                                           "learning_rate": 5e-4})

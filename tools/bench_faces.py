@@ -34,10 +34,24 @@ from tools.training_speed import training_flops
 FACE_BASELINES = {"PyTorch DCGAN": pytorch_dcgan, "Keras DCGAN": keras_dcgan}
 
 
+def hinge_loss(discriminator, generator, real_images, z):
+    """The notebook's `model_loss` in the hinge form (Lim and Ye 2017; SAGAN's and BigGAN's): (d_loss, g_loss)."""
+    fake_images = generator(z, training=True)
+    real_logits = tf.cast(discriminator(real_images, training=True), tf.float32)
+    fake_logits = tf.cast(discriminator(fake_images, training=True), tf.float32)
+    d_loss = (tf.nn.compute_average_loss(tf.nn.relu(1 - real_logits))
+              + tf.nn.compute_average_loss(tf.nn.relu(1 + fake_logits)))
+    return d_loss, -tf.nn.compute_average_loss(fake_logits)
+
+
+LOSSES = {"cross-entropy": None, "hinge": hinge_loss}  # None: the notebook's own
+
+
 def notebook_recipe(size, images=None, **changes):
     """The notebook's face recipe (its celeba_* parameters and definitions), with `changes` to
-    filters, batch_size, learning_rate, beta1, full_resolution_layer, ema or cooldown, as a `Baseline`
-    whose generator is the moving average of the one trained, its batch norm statistics measured
+    filters, batch_size, learning_rate, beta1, full_resolution_layer, ema, cooldown, d_learning_rate (the
+    discriminator's own rate, for two time-scale updates; by default the generator's) or loss (`LOSSES`), as a
+    `Baseline` whose generator is the moving average of the one trained, its batch norm statistics measured
     before it draws, as `train` makes and draws it.
 
     `images` is the run's length, over whose end the learning rate cools down, as in `train`. Without
@@ -46,13 +60,17 @@ def notebook_recipe(size, images=None, **changes):
     recipe = dict(filters=parameters["celeba_filters"], batch_size=parameters["celeba_batch_size"],
                   learning_rate=parameters["celeba_learning_rate"], beta1=parameters["beta1"],
                   full_resolution_layer=parameters["celeba_full_resolution_layer"], ema=parameters["celeba_ema"],
-                  cooldown=parameters["celeba_cooldown"])
+                  cooldown=parameters["celeba_cooldown"], d_learning_rate=None, loss="cross-entropy")
     unknown = set(changes) - set(recipe)
     if unknown:
         raise ValueError(f"--recipe: unknown setting(s) {sorted(unknown)}; the notebook's face recipe has "
                          f"{sorted(recipe)}.")
     recipe.update(changes)
+    if recipe["loss"] not in LOSSES:
+        raise ValueError(f"--recipe: loss {recipe['loss']!r} is not one of {sorted(LOSSES)}.")
     notebook = notebook_definitions()
+    if LOSSES[recipe["loss"]]:
+        notebook["model_loss"] = LOSSES[recipe["loss"]]  # the global model_opt's step calls
     discriminator = notebook["discriminator"]((size, size, 3), recipe["filters"])
     generator = notebook["generator"](parameters["z_dim"], (size, size, 3), recipe["filters"],
                                       recipe["full_resolution_layer"])
@@ -61,6 +79,11 @@ def notebook_recipe(size, images=None, **changes):
     learning_rate = notebook["learning_rate_schedule"](recipe["learning_rate"], steps, cooldown)
     train_step, d_optimizer, g_optimizer = notebook["model_opt"](discriminator, generator, learning_rate,
                                                                  recipe["beta1"])
+    if recipe["d_learning_rate"] is not None:
+        if cooldown:  # a schedule's rate cannot be set; the notebook's model_opt takes one rate for both
+            raise ValueError("--recipe: d_learning_rate is measured with the rate held (a run under 200,000 images, "
+                             "or cooldown:0).")
+        d_optimizer.learning_rate = recipe["d_learning_rate"]
     average = keras.models.clone_model(generator)
     average.set_weights(generator.get_weights())
 
