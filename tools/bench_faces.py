@@ -68,21 +68,21 @@ def notebook_recipe(size, images=None, **changes):
     recipe.update(changes)
     if recipe["loss"] not in LOSSES:
         raise ValueError(f"--recipe: loss {recipe['loss']!r} is not one of {sorted(LOSSES)}.")
+    steps = -(-images // recipe["batch_size"]) if images else 0  # as many as long_run trains
+    cooldown = helper.face_cooldown(recipe["cooldown"], steps * recipe["batch_size"]) if images else 0
+    if recipe["d_learning_rate"] is not None and cooldown:  # a schedule's rate cannot be set after model_opt
+        raise ValueError("--recipe: d_learning_rate is measured with the rate held (a run under 200,000 images, "
+                         "or cooldown:0).")
     notebook = notebook_definitions()
     if LOSSES[recipe["loss"]]:
         notebook["model_loss"] = LOSSES[recipe["loss"]]  # the global model_opt's step calls
     discriminator = notebook["discriminator"]((size, size, 3), recipe["filters"])
     generator = notebook["generator"](parameters["z_dim"], (size, size, 3), recipe["filters"],
                                       recipe["full_resolution_layer"])
-    steps = -(-images // recipe["batch_size"]) if images else 0  # as many as long_run trains
-    cooldown = helper.face_cooldown(recipe["cooldown"], steps * recipe["batch_size"]) if images else 0
     learning_rate = notebook["learning_rate_schedule"](recipe["learning_rate"], steps, cooldown)
     train_step, d_optimizer, g_optimizer = notebook["model_opt"](discriminator, generator, learning_rate,
                                                                  recipe["beta1"])
     if recipe["d_learning_rate"] is not None:
-        if cooldown:  # a schedule's rate cannot be set; the notebook's model_opt takes one rate for both
-            raise ValueError("--recipe: d_learning_rate is measured with the rate held (a run under 200,000 images, "
-                             "or cooldown:0).")
         d_optimizer.learning_rate = recipe["d_learning_rate"]
     average = keras.models.clone_model(generator)
     average.set_weights(generator.get_weights())
