@@ -5,6 +5,8 @@ small set of stand-in faces."""
 import json
 import os
 import shutil
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -158,6 +160,29 @@ def test_a_half_written_or_foreign_cache_is_not_used(files, damage):
     assert build_of(cache) not in (built, damaged)  # rebuilt: neither kept nor put back as it was
     np.testing.assert_allclose(pixels.to_unit_range(faces), reference_faces(files), atol=HALF_LEVEL)
     assert sorted(p.name for p in cache.parent.glob(f"{cache.stem}*")) == [f"{cache.stem}.json", cache.name]
+
+
+@pytest.mark.skipif(face_cache.fcntl is None, reason="no flock on this system (Windows)")
+def test_two_runs_that_find_no_cache_at_once_build_it_once(files, monkeypatch, capsys):
+    """As two seeds of tools.long_run started together did: both look, find no cache, and go to build it."""
+    both_looked, seen = threading.Barrier(2, timeout=60), threading.local()
+    open_cache, build = face_cache._open_face_cache, face_cache._build_face_cache
+
+    def looking_together(*args):
+        if not getattr(seen, "looked", False):
+            seen.looked = True
+            both_looked.wait()
+        return open_cache(*args)
+
+    builds = []
+    monkeypatch.setattr(face_cache, "_open_face_cache", looking_together)
+    monkeypatch.setattr(face_cache, "_build_face_cache", lambda *args: builds.append(args) or build(*args))
+    with ThreadPoolExecutor(2) as pool:
+        (faces, rows), (other_faces, other_rows) = pool.map(lambda _: face_cache.face_cache(files, SIZE), range(2))
+    assert len(builds) == 1
+    np.testing.assert_array_equal(other_faces, faces)
+    np.testing.assert_array_equal(other_rows, rows)
+    assert "Waiting for another run to finish building its faces' cache in " in capsys.readouterr().out
 
 
 def test_standin_cache_stays_in_the_standin_folder(data_dir, files):
