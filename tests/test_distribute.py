@@ -71,7 +71,8 @@ def test_the_comparison_sees_unsynchronized_batch_norm(worker):
 
 
 def test_train_runs_on_two_replicas(worker):
-    """The whole of `train`, a few steps on two replicas (run by the worker): finite losses, one row per step."""
+    """The whole of `train` as the faces run it (an average generator, a cooled rate), a few steps on two replicas
+    (run by the worker): finite losses, one row per step."""
     assert worker["train"]["losses"].shape == (3, 2) and np.isfinite(worker["train"]["losses"]).all()
 
 

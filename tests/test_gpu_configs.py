@@ -4,9 +4,11 @@ Each test is a papermill run of the real notebook in its quick profile (toy size
 would run it, in one of the configurations the notebook picks:
 - one GPU with Tensor Cores: mixed precision and XLA;
 - several GPUs: two replicas under `MirroredStrategy` (the CPU split in two by the kernel's startup file
-  `support/two_cpu_replicas.py`, in place of two GPUs), mixed precision;
-- an older GPU, or the CPU: float32 without XLA; here the MNIST stage alone (`celeba_images=0`), as
-  nbval's run of the whole notebook already takes that configuration through the faces.
+  `support/two_cpu_replicas.py`, in place of two GPUs), mixed precision; here the MNIST stage alone
+  (`celeba_images=0`), as the faces' stage runs the same `train` (its average generator and cooled rate
+  on two replicas: test_distribute.py's worker);
+- an older GPU, or the CPU: float32 without XLA. That is what this CPU chooses, so nbval's run of the
+  whole notebook and the README's step 1 take it, faces and all.
 Then it checks what the run produced: every cell ran, finite losses, quality figures in range,
 exported generators that load and draw float32 images, and the progress lines in the terminal.
 """
@@ -35,11 +37,8 @@ CONFIGS = {
     "one Tensor-Core GPU": dict(parameters=dict(mixed_precision=True, jit_compile=True, celeba_cooldown=0.5),
                                 replicas=1, said=COOLED,
                                 devices="_DefaultDistributionStrategy, 1 replica. Precision: mixed_float16. XLA: on."),
-    "two GPUs": dict(parameters=dict(mixed_precision=True, celeba_cooldown=0.5), replicas=2, said=COOLED,
-                     devices="MirroredStrategy, 2 replicas. Precision: mixed_float16. XLA: off."),
-    "older GPU or CPU, MNIST alone": dict(parameters=dict(mixed_precision=False, jit_compile=False, celeba_images=0),
-                                          replicas=1, devices="_DefaultDistributionStrategy, 1 replica. "
-                                                              "Precision: float32. XLA: off."),
+    "two GPUs, MNIST alone": dict(parameters=dict(mixed_precision=True, celeba_images=0), replicas=2,
+                                  devices="MirroredStrategy, 2 replicas. Precision: mixed_float16. XLA: off."),
 }
 SHAPES = {"mnist": (28, 28, 1), "celeba-standin": (32, 32, 3)}  # the quick profile's sizes
 

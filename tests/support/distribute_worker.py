@@ -86,5 +86,5 @@ if __name__ == "__main__":
     np.savez(out / "unsynchronized_batch_norm.npz", **one_step(notebook, two_cpus, initial, synchronized=False))
     _, losses = notebook_functions()["train"](digits(BATCH).take(3), "two replicas", 1, Z_DIM, LEARNING_RATE, 0.5,
                                               out / "run", out / "images", sample_every=2, strategy=two_cpus,
-                                              cooldown=0.5)  # the schedule's path, as long face runs take it
+                                              ema=0.9, cooldown=0.5)  # the faces' average and cooled rate
     np.savez(out / "train.npz", losses=losses)
