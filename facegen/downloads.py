@@ -1,13 +1,20 @@
 """Downloads that can be trusted: from the first of several mirrors, resumed when cut off, checked (a checksum,
 or any check of the caller's) before they count, and refused before writing when the disk has no room."""
 
+import contextlib
 import gzip
 import hashlib
+import os
 import shutil
 import urllib.request
 from pathlib import Path
 
 from tqdm.auto import tqdm
+
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None
 
 TIMEOUT = 8  # seconds without a byte before a mirror is given up: three stalled mirrors fail within 30 s
 
@@ -89,6 +96,27 @@ def part_path(path):
     return path.with_name(path.name + ".part")
 
 
+@contextlib.contextmanager
+def one_writer_at_a_time(folder, what):
+    """Hold an exclusive lock on `folder` while `what` (a download, the faces' cache) is checked and written there:
+    two runs that share a data folder (two notebooks, two seeds of tools.long_run) take turns, and the second finds
+    the first's file whole rather than writing the same `.part` at once. With no flock (Windows), runs that share a
+    data folder must not start together."""
+    if fcntl is None:
+        yield
+        return
+    handle = os.open(folder, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"Waiting for another run to finish {what} in {folder} ...", flush=True)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(handle)  # which releases the lock
+
+
 def download(urls, path, md5=None, decompress=False, check=None):
     """Download `path` from the first of `urls` whose copy passes `check` (by default: its MD5 is `md5`).
 
@@ -100,6 +128,13 @@ def download(urls, path, md5=None, decompress=False, check=None):
     check = check or checksum_check(md5, "md5", decompress)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    with one_writer_at_a_time(path.parent, f"downloading {path.name}"):
+        if path.exists():  # downloaded by another run while this one waited
+            return path
+        return _download(urls, path, check)
+
+
+def _download(urls, path, check):
     part = part_path(path)
     if part.exists() and check(part) is None:  # finished before an interruption, never renamed
         return part.replace(path)

@@ -2,7 +2,6 @@
 disk that training reads by memory-mapping (CelebA at 64x64: 2.5 GB), with a JSON sidecar saying what it was built
 from, so that a change of the files or the size rebuilds it and nothing else does."""
 
-import contextlib
 import hashlib
 import json
 import os
@@ -13,13 +12,8 @@ import tensorflow as tf
 from tqdm.auto import tqdm
 
 from facegen.celeba import CELEBA_SHAPE
-from facegen.downloads import ensure_room, part_path
+from facegen.downloads import ensure_room, one_writer_at_a_time, part_path
 from facegen.pixels import to_unit_range
-
-try:
-    import fcntl
-except ImportError:  # Windows
-    fcntl = None
 
 FACE_CROP = 108  # the centered square of an aligned CelebA image that holds the face
 FACE_CACHE_FORMAT = 2  # raise it when the preprocessing changes, so that older caches are rebuilt
@@ -135,26 +129,6 @@ def _build_face_cache(files, size, path, record):
     sidecar_part.replace(_sidecar(path))
 
 
-@contextlib.contextmanager
-def _one_build_at_a_time(folder):
-    """Hold an exclusive lock on `folder` while a cache in it is checked and built: two runs that share a cache (two
-    notebooks, two seeds of tools.long_run) take turns, and the second finds the first's cache whole rather than
-    building over it. With no flock (Windows), runs that share a cache must not start together."""
-    if fcntl is None:
-        yield
-        return
-    handle = os.open(folder, os.O_RDONLY)
-    try:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            print(f"Waiting for another run to finish building its faces' cache in {folder} ...", flush=True)
-            fcntl.flock(handle, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(handle)  # which releases the lock
-
-
 def face_cache(files, size, path=None):
     """The faces of `files` at `size` as a read-only uint8 array [N, size, size, 3], mapped from disk,
     and the indices of its rows that hold a face (all but those of unreadable files).
@@ -168,7 +142,7 @@ def face_cache(files, size, path=None):
     cache = _open_face_cache(path, record)
     if cache is None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with _one_build_at_a_time(path.parent):
+        with one_writer_at_a_time(path.parent, "building its faces' cache"):
             cache = _open_face_cache(path, record)  # built by another run while this one waited
             if cache is None:
                 _build_face_cache(files, size, path, record)

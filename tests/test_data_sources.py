@@ -6,7 +6,10 @@ import gzip
 import hashlib
 import re
 import shutil
+import threading
+import time
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -54,6 +57,25 @@ def test_download_from_a_mirror(tmp_path, start_mirror, mnist_gz):
     assert (tmp_path / LABELS_GZ).read_bytes() == mnist_gz[LABELS_GZ]
     assert_only_verified_labels(tmp_path)
     assert mirror.requests == [(LABELS_GZ, None)]
+
+
+@pytest.mark.skipif(downloads.fcntl is None, reason="no flock on this system (Windows)")
+def test_two_runs_downloading_the_same_file_at_once_fetch_it_once(tmp_path, start_mirror, mnist_gz, monkeypatch,
+                                                                   capsys):
+    mirror = start_mirror(mnist_gz)
+    fetch = downloads._fetch
+    monkeypatch.setattr(downloads, "_fetch", lambda *args: time.sleep(0.5) or fetch(*args))  # still fetching...
+    both_start = threading.Barrier(2, timeout=60)
+
+    def run(_):
+        both_start.wait()
+        return download_labels([mirror.url], tmp_path)
+
+    with ThreadPoolExecutor(2) as pool:
+        assert list(pool.map(run, range(2))) == [tmp_path / LABELS_GZ] * 2
+    assert mirror.requests == [(LABELS_GZ, None)]  # ...when the other run asks: it waits, then uses that file
+    assert_only_verified_labels(tmp_path)
+    assert f"Waiting for another run to finish downloading {LABELS_GZ} in {tmp_path} ..." in capsys.readouterr().out
 
 
 def test_download_skips_a_mirror_with_a_wrong_file(tmp_path, start_mirror, mnist_gz):

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import helper
-from facegen import face_cache, pixels
+from facegen import downloads, face_cache, pixels
 
 pytestmark = pytest.mark.numerics  # compares resized pixels within a rounding tolerance
 
@@ -162,7 +162,7 @@ def test_a_half_written_or_foreign_cache_is_not_used(files, damage):
     assert sorted(p.name for p in cache.parent.glob(f"{cache.stem}*")) == [f"{cache.stem}.json", cache.name]
 
 
-@pytest.mark.skipif(face_cache.fcntl is None, reason="no flock on this system (Windows)")
+@pytest.mark.skipif(downloads.fcntl is None, reason="no flock on this system (Windows)")
 def test_two_runs_that_find_no_cache_at_once_build_it_once(files, monkeypatch, capsys):
     """As two seeds of tools.long_run started together did: both look, find no cache, and go to build it."""
     both_looked, seen = threading.Barrier(2, timeout=60), threading.local()
