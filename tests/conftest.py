@@ -1,7 +1,9 @@
-"""Fixtures for the download tests: local mirrors on 127.0.0.1, a port nobody listens on, and
-the MNIST files they serve, written from the committed sample so that a fresh clone has them."""
+"""Fixtures for the download tests (local mirrors on 127.0.0.1, a port nobody listens on, and
+the MNIST files they serve, written from the committed sample so that a fresh clone has them), and
+a finished training run for the tests that resume or damage one."""
 
 import gzip
+import shutil
 import socket
 import struct
 from pathlib import Path
@@ -11,6 +13,8 @@ import pytest
 
 from facegen import downloads, mnist
 from support.http_server import Mirror
+from support.notebook import notebook_functions
+from support.train_worker import digits, train_options
 
 MNIST_FILES = {  # each official MNIST file, and the committed sample's array it is written from
     "train-images-idx3-ubyte": "train_images",
@@ -70,3 +74,18 @@ def refused_url():
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     return f"http://127.0.0.1:{port}/"
+
+
+@pytest.fixture(scope="session")
+def _first_digits_run(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("first-run")
+    notebook_functions()["train"](digits(), "first", 1, **train_options(folder))
+    return folder
+
+
+@pytest.fixture
+def first_run(_first_digits_run, tmp_path):
+    """tmp_path, holding what `train(digits(), "first", 1, **train_options(tmp_path))` leaves there (checkpoints at
+    steps 5 and 10): trained once per test worker, a copy for each test, which resumes it or damages it."""
+    shutil.copytree(_first_digits_run, tmp_path, dirs_exist_ok=True)
+    return tmp_path

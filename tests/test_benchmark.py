@@ -101,7 +101,9 @@ def test_the_clock_stops_while_the_generator_is_measured(mnist):
         assert run["images_per_second"] == pytest.approx(run["steps"] * 32 / run["train_seconds"])
         # The last 100 steps' mean outputs: here the mean of 32 x 100 z values, 0 within 0.1 (5 of its standard errors).
         assert run["g_loss"] == pytest.approx(0.0, abs=0.1) and -1 <= run["d_loss"] <= 1
-    assert runs[1]["steps"] > 1.5 * runs[0]["steps"]  # had the second of measuring counted, it would have trained none
+    # Had the second of measuring counted, the clock would be past 1 s when it ended, and no step would follow it
+    # (a step rate that varies with load is not this test's business).
+    assert runs[1]["steps"] > runs[0]["steps"]
     assert runs[0]["shares"][0] == 1  # measured on 20 samples
 
 

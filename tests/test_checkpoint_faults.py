@@ -22,15 +22,13 @@ def train():
 
 
 @pytest.mark.parametrize("change", ["z_dim", "image size"])
-def test_checkpoint_of_other_networks_is_refused(tmp_path, train, change):
-    train(digits(), "first", 1, **train_options(tmp_path))
+def test_checkpoint_of_other_networks_is_refused(first_run, tmp_path, train, change):
     dataset, z_dim = (digits(), 16) if change == "z_dim" else (digits().map(lambda x: tf.image.resize(x, (32, 32))), 8)
     with pytest.raises(ValueError, match="(?s)was written by other networks .* delete .* or choose another output_dir"):
         train(dataset, "second", 1, **train_options(tmp_path, z_dim=z_dim))
 
 
-def test_a_save_cut_off_by_a_kill_leaves_the_previous_checkpoint_in_use(tmp_path, train, capsys):
-    train(digits(), "first", 1, **train_options(tmp_path))  # checkpoints at steps 5 and 10
+def test_a_save_cut_off_by_a_kill_leaves_the_previous_checkpoint_in_use(first_run, tmp_path, train, capsys):
     # What a process killed while writing the checkpoint of step 15 leaves: data, but no index,
     # and the `checkpoint` file that names the latest one never updated.
     checkpoints = tmp_path / "checkpoints"
@@ -48,8 +46,7 @@ def cut_short(checkpoint_prefix):
     data.write_bytes(data.read_bytes()[: data.stat().st_size // 2])
 
 
-def test_a_damaged_newest_checkpoint_is_skipped_for_the_one_before(tmp_path, train, capsys):
-    train(digits(), "first", 1, **train_options(tmp_path))  # checkpoints at steps 5 and 10
+def test_a_damaged_newest_checkpoint_is_skipped_for_the_one_before(first_run, tmp_path, train, capsys):
     cut_short(tmp_path / "checkpoints" / "ckpt-10")
     capsys.readouterr()
     _, losses = train(digits(), "resumed", 1, **train_options(tmp_path))  # resumed at step 5, to step 10
@@ -59,8 +56,7 @@ def test_a_damaged_newest_checkpoint_is_skipped_for_the_one_before(tmp_path, tra
     assert losses.shape == (STEPS_PER_EPOCH, 2) and checkpointed_step(tmp_path) == STEPS_PER_EPOCH
 
 
-def test_no_checkpoint_that_restores_is_said_with_the_folder_to_delete(tmp_path, train):
-    train(digits(), "first", 1, **train_options(tmp_path))
+def test_no_checkpoint_that_restores_is_said_with_the_folder_to_delete(first_run, tmp_path, train):
     for step in (5, 10):
         cut_short(tmp_path / "checkpoints" / f"ckpt-{step}")
     with pytest.raises(RuntimeError, match=r"No checkpoint in .*checkpoints restores whole \(.*ckpt-10: .*ckpt-5: "

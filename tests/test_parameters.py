@@ -187,8 +187,7 @@ def test_a_fraction_of_an_epoch_counts_and_fewer_epochs_than_done_train_nothing(
     assert losses.shape == (3 * STEPS_PER_EPOCH // 2, 2)  # the checkpoint's, untouched
 
 
-def test_a_new_learning_rate_is_honoured_and_said(tmp_path, train, capsys, monkeypatch):
-    train(digits(), "first", 1, **train_options(tmp_path))
+def test_a_new_learning_rate_is_honoured_and_said(first_run, tmp_path, train, capsys, monkeypatch):
     seen = []
     real_run = helper.TrainingRun
 
@@ -209,15 +208,13 @@ def test_a_new_learning_rate_is_honoured_and_said(tmp_path, train, capsys, monke
     (dict(cooldown=0.5), "cooldown 0.0 there, 0.5 now; celeba_cooldown = None chooses the cooldown by the run's "
                          "length: -p celeba_cooldown 0.0 goes on as the checkpoint was trained"),
 ])
-def test_another_batch_size_or_width_is_refused(tmp_path, train, change, words):
-    train(digits(), "first", 1, **train_options(tmp_path))
+def test_another_batch_size_or_width_is_refused(first_run, tmp_path, train, change, words):
     dataset = change.pop("dataset", digits())
     with pytest.raises(ValueError, match=rf"{words}\). To resume it, set them back; to start a new run, delete"):
         train(dataset, "again", 2, **train_options(tmp_path, **change))
 
 
-def test_a_checkpoint_from_before_the_cooldown_is_refused_a_cooldown_plainly(tmp_path, train):
-    train(digits(), "first", 1, **train_options(tmp_path))
+def test_a_checkpoint_from_before_the_cooldown_is_refused_a_cooldown_plainly(first_run, tmp_path, train):
     recipe = tmp_path / "checkpoints" / "recipe.json"
     written = json.loads(recipe.read_text())
     del written["cooldown"]  # as the notebook wrote it before the cooldown existed
