@@ -17,11 +17,12 @@ from facegen.precision import float32_policy
 def frechet_distance(features_a, features_b):
     """Fréchet distance between Gaussians fitted to two sets of feature vectors ([N, D] each).
 
-    ||mu_a - mu_b||^2 + Tr(C_a) + Tr(C_b) - 2 Tr((C_a C_b)^1/2): the FID when the features come from InceptionV3,
-    or any network's penultimate layer. With the centred features A and B, the eigenvalues of C_a C_b are the
-    squares of the singular values of A B^T / sqrt((N_a - 1)(N_b - 1)), so the last trace is that matrix's nuclear
-    norm; and with A = Q_a R_a, B = Q_b R_b, it is R_a R_b^T's, at most D x D. No square root of a D x D matrix
-    (2,048 x 2,048 for InceptionV3, seconds each), and exact for sets smaller than D, whose covariances are singular.
+    ||mu_a - mu_b||^2 + Tr(C_a) + Tr(C_b) - 2 Tr((C_a^1/2 C_b C_a^1/2)^1/2): the FID when the features come from
+    InceptionV3, or any network's penultimate layer. The last trace is the sum of the square roots of C_a C_b's
+    eigenvalues; with the centred features A and B, the non-zero ones are the squared singular values of
+    A B^T / sqrt((N_a - 1)(N_b - 1)), so it is that matrix's nuclear norm; and with A = Q_a R_a, B = Q_b R_b, it is
+    R_a R_b^T's, at most D x D. No square root of a D x D matrix (2,048 x 2,048 for InceptionV3, seconds each), and
+    exact for sets smaller than D, whose covariances are singular.
     """
     features_a, features_b = (np.asarray(f, np.float64) for f in (features_a, features_b))
     mu_a, mu_b = features_a.mean(0), features_b.mean(0)

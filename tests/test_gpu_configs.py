@@ -93,6 +93,15 @@ def test_the_notebook_ran_in_the_configuration(run):
         assert any(config["said"] in text for text in texts), f"expected {config['said']!r}"
 
 
+def test_each_course_check_passes_in_the_configuration(run):
+    """Each check of problem_unittests.py on the notebook's functions, under this configuration's precision (mixed)."""
+    _, notebook, _, _ = run
+    checks = [cell for cell in notebook.cells if cell.cell_type == "code" and "tests.test_" in cell.source]
+    assert len(checks) == 8
+    for cell in checks:
+        assert [output.get("text") for output in cell.outputs] == ["Tests Passed\n"], cell.source[-200:]
+
+
 def test_losses_are_finite_and_one_row_per_step(run):
     config, _, folder, _ = run
     for stage in stages(config):

@@ -5,6 +5,7 @@ it can start from the correct function and break one thing about it.
 """
 
 import functools
+import os
 import sys
 import types
 
@@ -67,9 +68,10 @@ def policy(request):
     keras.config.set_dtype_policy("float32")
 
 
-# In float32 here: under mixed precision the notebook's own run makes every check (test_gpu_configs.py's papermill
-# runs, each in mixed precision, where a failed check is a failed cell).
-@pytest.mark.parametrize("policy", ["float32"], indirect=True)
+# In float32: under mixed precision the notebook's own runs make every check (test_gpu_configs.py's papermill runs, each
+# in mixed precision, where a failed check fails its cell). CI's second CPU configuration (.ci/run flips
+# TF_ENABLE_ONEDNN_OPTS) runs no papermill configuration, so there the checks run in mixed precision here too.
+@pytest.mark.parametrize("policy", POLICIES if "TF_ENABLE_ONEDNN_OPTS" in os.environ else ["float32"], indirect=True)
 @pytest.mark.parametrize("name", ["discriminator", "generator", "model_loss", "model_opt", "update_average",
                                   "measure_statistics", "learning_rate_schedule", "train"])
 def test_check_passes_on_the_notebook(notebook, inline_figures, capsys, policy, name):
