@@ -120,10 +120,10 @@ def one_writer_at_a_time(folder, what):
 def download(urls, path, md5=None, decompress=False, check=None):
     """Download `path` from the first of `urls` whose copy passes `check` (by default: its MD5 is `md5`).
 
-    The bytes go to `<path>.part` and are renamed to `path` only once verified, so a file
-    at `path` is always complete. An interrupted download resumes where it stopped. With
-    `decompress`, the MD5 is that of the gzip-decompressed content. `check(file)` returns
-    None for a good file, else a few words saying what is wrong with it.
+    The bytes go to `<path>.part` and are renamed to `path` only once verified, so a file at `path` is always
+    complete, and is kept as it is (another run may have just written it). An interrupted download resumes where
+    it stopped. With `decompress`, the MD5 is that of the gzip-decompressed content. `check(file)` returns None for
+    a good file, else a few words saying what is wrong with it.
     """
     check = check or checksum_check(md5, "md5", decompress)
     path = Path(path)

@@ -165,7 +165,8 @@ def test_frechet_distance_is_the_formula_with_matrix_square_roots(samples, dims)
     root_a = symmetric_root(cov_a)
     expected = (np.sum((a.mean(0) - b.mean(0)) ** 2) + np.trace(cov_a) + np.trace(cov_b)
                 - 2 * np.trace(symmetric_root(root_a @ cov_b @ root_a)))
-    # The two ways agree to about 1e-13 of the result; dividing by N, not N - 1, is 4e-2 off, a cross term 1e-6.
+    # The two ways agree to about 1e-13 of the result; covariances divided by N, not N - 1, are 4e-2 off, and a
+    # cross term off by 1e-6 of itself is caught too.
     assert quality.frechet_distance(a, b) == pytest.approx(expected, rel=1e-10)
 
 
