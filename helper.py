@@ -85,7 +85,8 @@ PARAMETER_RULES = {  # name: (test, what is allowed)
     "celeba_images": (lambda v: v is None or _whole(0)(v),
                       "None (by device), or a whole number, 0 or more (0 skips the faces)"),
     "celeba_batch_size": (_whole(1), "a whole number, at least 1"),
-    "celeba_learning_rate": (lambda v: _positive_number(v) and v <= 1, "a number above 0, at most 1"),
+    "celeba_learning_rate": (lambda v: v is None or _positive_number(v) and v <= 1,
+                             "None (by the run's length) or a number above 0, at most 1"),
     "celeba_filters": (_whole(1), "a whole number, at least 1"),
     "celeba_full_resolution_layer": (lambda v: isinstance(v, bool), "True or False"),
     "celeba_ema": (_fraction, "a number from 0 to 0.9999"),
@@ -212,7 +213,8 @@ def choose_speedups(mixed_precision, jit_compile, replicas, capabilities=None):
 
 
 DEFAULT_FACE_IMAGES = {"GPU": 1_000_000, "CPU": 80_000}  # celeba_images = None: about 5 epochs of CelebA on a GPU
-COOLDOWN_FROM_IMAGES = 200_000  # celeba_cooldown = None: only runs this long cool down (see face_cooldown)
+LONG_RUN_IMAGES = 200_000  # celeba_learning_rate, celeba_cooldown = None: a long run's rate (see face_learning_rate)
+FACE_LEARNING_RATES = {False: 5e-4, True: 2e-4}  # for runs shorter than that, and as long or longer
 DEFAULT_MOST_PASSES = 20  # over the 14,722 faces of the long run, the discriminator began to learn them by heart at 19
 
 
@@ -238,28 +240,34 @@ def face_passes(images, steps_per_pass, batch_size, gpu=None):
     return passes
 
 
-def face_cooldown(cooldown, images):
-    """The share of a face run of `images` images over whose end the learning rate cools down to 0, for `train`'s
-    `cooldown`: the notebook's `celeba_cooldown`, or for None half of a run of 200,000 images or more and none of a
-    shorter one. Says what it chose.
+def face_learning_rate(learning_rate, cooldown, images):
+    """The learning rate of a face run of `images` images, for `train`: `(learning_rate, cooldown)`, the rate and the
+    share of the run over whose end it cools down to 0. They are the notebook's `celeba_learning_rate` and
+    `celeba_cooldown`; for None, a run of 200,000 images or more takes the DCGAN paper's 2e-4 and cools down over its
+    second half, and a shorter one holds 5e-4, 2.5x the paper's. Says what it chose.
 
-    On the sample, a held rate's faces stopped improving after 50,000 to 150,000 images and then wandered; cooling
-    down over the second half of 300,000 images helped on both seeds. Over the second half of 20,000 images (stand-in
-    faces) it hurt, on all three seeds: the faces were still improving fast (docs/benchmarks.md, "Remedies, one
-    change at a time").
+    Over 300,000 images of the sample, 2e-4 cooled down ended at SWD 30.0, 37.4 and 33.3 on three seeds, against 26.5,
+    53.5 and 51.0 for 5e-4 cooled down, while 5e-4 is far ahead up to about 100,000 images. A held rate's faces stopped improving after 50,000 to 150,000
+    images and then wandered; over the second half of 20,000 images (stand-in faces), cooling down hurt on all three
+    seeds: the faces were still improving fast (docs/benchmarks.md, "Remedies, one change at a time").
     """
-    asked = cooldown
+    long_run = images >= LONG_RUN_IMAGES
+    asked_rate, asked_cooldown = learning_rate, cooldown
+    if learning_rate is None:
+        learning_rate = FACE_LEARNING_RATES[long_run]
     if cooldown is None:
-        cooldown = 0.5 if images >= COOLDOWN_FROM_IMAGES else 0.0
+        cooldown = 0.5 if long_run else 0.0
     held = images - round(cooldown * images)
     how = (f"held for {held:,} images, then lowered to 0 over the last {images - held:,}" if cooldown
            else f"held for all {images:,} images")
-    why = f"celeba_cooldown = {asked}"
-    if asked is None:
-        why += (f": runs of {COOLDOWN_FROM_IMAGES:,} images or more cool down over their second half" if cooldown
-                else f": runs under {COOLDOWN_FROM_IMAGES:,} images hold it")
-    print(f"The learning rate: {how} ({why}).")
-    return cooldown
+    length = f"runs of {LONG_RUN_IMAGES:,} images or more" if long_run else f"runs under {LONG_RUN_IMAGES:,} images"
+    why = [f"celeba_learning_rate = {asked_rate}", f"celeba_cooldown = {asked_cooldown}"]
+    if asked_rate is None:
+        why[0] += f": {length} take {learning_rate:g}"
+    if asked_cooldown is None:
+        why[1] += f": {length} " + ("cool down over their second half" if cooldown else "hold it")
+    print(f"The learning rate: {learning_rate:g}, {how} ({'; '.join(why)}).")
+    return learning_rate, cooldown
 
 
 def describe_devices(strategy, jit_compile):

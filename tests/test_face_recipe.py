@@ -34,12 +34,12 @@ def train_and_measure(files, folder, seed=0, epochs=EPOCHS, steps=None, **change
     `steps` batches, if given); measure as many faces."""
     notebook, defaults = notebook_functions(), {**notebook_parameters(), **changes}
     dataset = helper.celeba_dataset(files, SIZE, defaults["celeba_batch_size"], seed).take(steps or -1)
-    generator, _ = notebook["train"](dataset, "regression", epochs, defaults["z_dim"], defaults["celeba_learning_rate"],
-                                     defaults["beta1"], folder, folder / "images", seed=seed,
-                                     filters=defaults["celeba_filters"],
+    learning_rate, cooldown = helper.face_learning_rate(defaults["celeba_learning_rate"], defaults["celeba_cooldown"],
+                                                        epochs * FACES)
+    generator, _ = notebook["train"](dataset, "regression", epochs, defaults["z_dim"], learning_rate, defaults["beta1"],
+                                     folder, folder / "images", seed=seed, filters=defaults["celeba_filters"],
                                      full_resolution_layer=defaults["celeba_full_resolution_layer"],
-                                     ema=defaults["celeba_ema"],
-                                     cooldown=helper.face_cooldown(defaults["celeba_cooldown"], epochs * FACES))
+                                     ema=defaults["celeba_ema"], cooldown=cooldown)
     faces, rows = face_cache.face_cache(files, SIZE)
     fakes = generator.predict(helper.noise(len(rows), defaults["z_dim"], seed), batch_size=500, verbose=0)
     return helper.FaceQuality(faces[rows])(fakes)

@@ -107,13 +107,24 @@ def test_face_passes_train_on_the_images_asked_whatever_the_data(images, steps_p
     assert round(passes * steps_per_pass) == steps  # what TrainingRun makes of `epochs`
 
 
-@pytest.mark.parametrize("cooldown, images, chosen, said", [
-    (None, 300_000, 0.5, "held for 150,000 images, then lowered to 0 over the last 150,000 (celeba_cooldown = None: "
-                         "runs of 200,000 images or more cool down over their second half)"),
-    (None, 80_000, 0.0, "held for all 80,000 images (celeba_cooldown = None: runs under 200,000 images hold it)"),
-    (0.25, 80_000, 0.25, "held for 60,000 images, then lowered to 0 over the last 20,000 (celeba_cooldown = 0.25)"),
-    (0, 1_000_000, 0, "held for all 1,000,000 images (celeba_cooldown = 0)"),
+@pytest.mark.parametrize("learning_rate, cooldown, images, chosen, said", [
+    (None, None, 300_000, (2e-4, 0.5),
+     "0.0002, held for 150,000 images, then lowered to 0 over the last 150,000 (celeba_learning_rate = None: runs of "
+     "200,000 images or more take 0.0002; celeba_cooldown = None: runs of 200,000 images or more cool down over their "
+     "second half)"),
+    (None, None, 80_000, (5e-4, 0.0),
+     "0.0005, held for all 80,000 images (celeba_learning_rate = None: runs under 200,000 images take 0.0005; "
+     "celeba_cooldown = None: runs under 200,000 images hold it)"),
+    (1e-3, None, 200_000, (1e-3, 0.5),
+     "0.001, held for 100,000 images, then lowered to 0 over the last 100,000 (celeba_learning_rate = 0.001; "
+     "celeba_cooldown = None: runs of 200,000 images or more cool down over their second half)"),
+    (None, 0.25, 80_000, (5e-4, 0.25),
+     "0.0005, held for 60,000 images, then lowered to 0 over the last 20,000 (celeba_learning_rate = None: runs under "
+     "200,000 images take 0.0005; celeba_cooldown = 0.25)"),
+    (5e-4, 0, 1_000_000, (5e-4, 0),
+     "0.0005, held for all 1,000,000 images (celeba_learning_rate = 0.0005; celeba_cooldown = 0)"),
 ])
-def test_the_faces_cool_down_by_the_runs_length_unless_told(cooldown, images, chosen, said, capsys):
-    assert helper.face_cooldown(cooldown, images) == chosen
+def test_the_faces_learning_rate_is_chosen_by_the_runs_length_unless_told(learning_rate, cooldown, images, chosen,
+                                                                         said, capsys):
+    assert helper.face_learning_rate(learning_rate, cooldown, images) == chosen
     assert capsys.readouterr().out == f"The learning rate: {said}.\n"

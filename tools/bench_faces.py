@@ -54,8 +54,8 @@ def notebook_recipe(size, images=None, **changes):
     `Baseline` whose generator is the moving average of the one trained, its batch norm statistics measured
     before it draws, as `train` makes and draws it.
 
-    `images` is the run's length, over whose end the learning rate cools down, as in `train`. Without
-    it (a run to a time budget, whose length is not known ahead) the rate is held throughout."""
+    `images` is the run's length, which chooses the learning rate and its cooldown as the notebook does. Without
+    it (a run to a time budget, whose length is not known ahead) a short run's rate is held throughout."""
     parameters = notebook_parameters()
     recipe = dict(filters=parameters["celeba_filters"], batch_size=parameters["celeba_batch_size"],
                   learning_rate=parameters["celeba_learning_rate"], beta1=parameters["beta1"],
@@ -69,7 +69,14 @@ def notebook_recipe(size, images=None, **changes):
     if recipe["loss"] not in LOSSES:
         raise ValueError(f"--recipe: loss {recipe['loss']!r} is not one of {sorted(LOSSES)}.")
     steps = -(-images // recipe["batch_size"]) if images else 0  # as many as long_run trains
-    cooldown = helper.face_cooldown(recipe["cooldown"], steps * recipe["batch_size"]) if images else 0
+    if images:
+        learning_rate, cooldown = helper.face_learning_rate(recipe["learning_rate"], recipe["cooldown"],
+                                                            steps * recipe["batch_size"])
+    else:  # a run to a time budget, of unknown length: a short run's rate, held
+        learning_rate = recipe["learning_rate"]
+        if learning_rate is None:
+            learning_rate = helper.FACE_LEARNING_RATES[False]
+        cooldown = 0
     if recipe["d_learning_rate"] is not None and cooldown:  # a schedule's rate cannot be set after model_opt
         raise ValueError("--recipe: d_learning_rate is measured with the rate held (a run under 200,000 images, "
                          "or cooldown:0).")
@@ -79,7 +86,7 @@ def notebook_recipe(size, images=None, **changes):
     discriminator = notebook["discriminator"]((size, size, 3), recipe["filters"])
     generator = notebook["generator"](parameters["z_dim"], (size, size, 3), recipe["filters"],
                                       recipe["full_resolution_layer"])
-    learning_rate = notebook["learning_rate_schedule"](recipe["learning_rate"], steps, cooldown)
+    learning_rate = notebook["learning_rate_schedule"](learning_rate, steps, cooldown)
     train_step, d_optimizer, g_optimizer = notebook["model_opt"](discriminator, generator, learning_rate,
                                                                  recipe["beta1"])
     if recipe["d_learning_rate"] is not None:
