@@ -247,10 +247,10 @@ def face_learning_rate(learning_rate, cooldown, images):
     second half, and a shorter one holds 5e-4, 2.5x the paper's. Says what it chose.
 
     Over 300,000 images of the sample, 2e-4 cooled down ended at SWD 30.0, 37.4 and 33.3 on three seeds, against
-    26.5, 53.5 and 51.0 for 5e-4 cooled down, while 5e-4 is far ahead up to about 100,000 images. A held rate's faces
-    stopped improving after 50,000 to 150,000 images and then wandered; over the second half of 20,000 images
-    (stand-in faces), cooling down hurt on all three seeds: the faces were still improving fast (docs/benchmarks.md,
-    "Remedies, one change at a time").
+    26.5, 53.5 and 51.0 for 5e-4 cooled down, while 5e-4 is far ahead up to 50,000 images and on average at 75,000.
+    A held rate's faces stopped improving after 50,000 to 150,000 images and then wandered; over the second half of
+    20,000 images (stand-in faces), cooling down hurt on all three seeds: the faces were still improving fast
+    (docs/benchmarks.md, "Remedies, one change at a time").
     """
     long_run = images >= LONG_RUN_IMAGES
     asked_rate, asked_cooldown = learning_rate, cooldown

@@ -90,8 +90,12 @@ class TrainingRun:
         if fixed:
             differences = ", ".join(f"{key} {old} there, {new} now" for key, (old, new) in fixed.items())
             if "cooldown" in fixed:  # a schedule's optimizers hold other variables than a fixed rate's
-                differences += (f"; celeba_cooldown = None chooses the cooldown by the run's length: "
-                                f"-p celeba_cooldown {fixed['cooldown'][0]} goes on as the checkpoint was trained")
+                # The faces' None chooses both the cooldown and the rate by the run's length: keep both.
+                keep = f"-p celeba_cooldown {fixed['cooldown'][0]}"
+                if "learning_rate" in changed:
+                    keep += f" -p celeba_learning_rate {changed['learning_rate'][0]}"
+                differences += (f"; celeba_cooldown = None chooses the cooldown by the run's length: {keep} goes on "
+                                f"as the checkpoint was trained")
             raise ValueError(f"The checkpoint {latest} was written by other networks or another recipe "
                              f"({differences}). {refuse}")
         restored, skipped = self._restore_newest_whole(checkpoint, refuse)

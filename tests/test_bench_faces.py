@@ -73,6 +73,11 @@ def test_the_learning_rate_cools_down_over_the_runs_end_and_is_held_without_a_le
                                atol=1e-9)
     held = bench_faces.notebook_recipe(32, batch_size=10, learning_rate=1e-3, cooldown=0.5)
     np.testing.assert_allclose(rates(held, (0, 150, 200)), [[1e-3, 1e-3]] * 3, atol=1e-9)
+    # At the notebook's own rate (None): a long run's 2e-4 cooled down; a run to a time budget, a short run's 5e-4.
+    long = bench_faces.notebook_recipe(32, 200_000, batch_size=1000)
+    np.testing.assert_allclose(rates(long, (0, 100, 200)), [[r, r] for r in (2e-4, 2e-4, 0)], atol=1e-9)
+    budget = bench_faces.notebook_recipe(32, batch_size=1000)
+    np.testing.assert_allclose(rates(budget, (0, 200)), [[5e-4, 5e-4]] * 2, atol=1e-9)
 
 
 def test_two_time_scales_give_the_discriminator_its_own_rate_and_need_the_rate_held():

@@ -115,6 +115,12 @@ def test_face_passes_train_on_the_images_asked_whatever_the_data(images, steps_p
     (None, None, 80_000, (5e-4, 0.0),
      "0.0005, held for all 80,000 images (celeba_learning_rate = None: runs under 200,000 images take 0.0005; "
      "celeba_cooldown = None: runs under 200,000 images hold it)"),
+    (None, None, 199_999, (5e-4, 0.0),
+     "0.0005, held for all 199,999 images (celeba_learning_rate = None: runs under 200,000 images take 0.0005; "
+     "celeba_cooldown = None: runs under 200,000 images hold it)"),
+    (None, 0, 200_000, (2e-4, 0),
+     "0.0002, held for all 200,000 images (celeba_learning_rate = None: runs of 200,000 images or more take 0.0002; "
+     "celeba_cooldown = 0)"),
     (1e-3, None, 200_000, (1e-3, 0.5),
      "0.001, held for 100,000 images, then lowered to 0 over the last 100,000 (celeba_learning_rate = 0.001; "
      "celeba_cooldown = None: runs of 200,000 images or more cool down over their second half)"),

@@ -208,6 +208,10 @@ def test_a_new_learning_rate_is_honoured_and_said(first_run, tmp_path, train, ca
     (dict(filters=32), "filters 16 there, 32 now"),
     (dict(cooldown=0.5), "cooldown 0.0 there, 0.5 now; celeba_cooldown = None chooses the cooldown by the run's "
                          "length: -p celeba_cooldown 0.0 goes on as the checkpoint was trained"),
+    # And the rate too, as a short face run's taken past 200,000 images, where None chooses another: keep both.
+    (dict(cooldown=0.5, learning_rate=1e-4), "cooldown 0.0 there, 0.5 now; celeba_cooldown = None chooses the "
+     "cooldown by the run's length: -p celeba_cooldown 0.0 -p celeba_learning_rate 0.0002 goes on as the checkpoint "
+     "was trained"),
 ])
 def test_another_batch_size_or_width_is_refused(first_run, tmp_path, train, change, words):
     dataset = change.pop("dataset", digits())
