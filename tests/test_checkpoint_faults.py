@@ -65,18 +65,18 @@ def test_no_checkpoint_that_restores_is_said_with_the_folder_to_delete(first_run
 
 
 def test_a_full_disk_stops_training_plainly_and_keeps_the_last_good_checkpoint(tmp_path):
-    """The disk under the run fills while it trains: a tmpfs of 16 MB, in a mount namespace of the worker's own
-    (no privileges needed), holds the checkpoint of step 5 (about 11 MB) but not the next one."""
+    """The disk under the run fills while it trains: a tmpfs of 5 MB, in a mount namespace of the worker's own
+    (no privileges needed), holds the checkpoint of step 5 (about 3 MB) but not the next one."""
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    script = (f"mount -t tmpfs -o size=16m tmpfs {run_dir} && {sys.executable} {WORKER} {run_dir} 1 5; status=$?; "
+    script = (f"mount -t tmpfs -o size=5m tmpfs {run_dir} && {sys.executable} {WORKER} {run_dir} 1 5; status=$?; "
               f"ls {run_dir}/checkpoints; exit $status")
     done = subprocess.run(["unshare", "--map-root-user", "--mount", "sh", "-c", script], env=worker_env(),
                           capture_output=True, text=True, timeout=300)
     assert done.returncode != 0
     last = done.stderr.strip().splitlines()[-1]
     assert re.fullmatch(rf"facegen\.disk\.DiskFullError: \[Errno 28\] The disk of {run_dir}/checkpoints is full: "
-                        rf"the checkpoint of step 10 could not be written\. It needs about 1\d\.\d MB; [\d.]+ MB are "
+                        rf"the checkpoint of step 10 could not be written\. It needs about 3\.\d MB; [\d.]+ MB are "
                         rf"free\. The last good checkpoint, {run_dir}/checkpoints/ckpt-5, is kept: running the cell "
                         rf"again resumes from it .*", last), last
     assert sorted(done.stdout.split()) == ["checkpoint", "ckpt-5.data-00000-of-00001", "ckpt-5.index", "recipe.json"]

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from support.distribute_worker import LEARNING_RATE, batch, networks, variables
+from support.distribute_worker import LEARNING_RATE, WIDTH, batch, networks, variables
 from support.notebook import RepeatableNoise, float64_notebook_functions, notebook_functions
 from support.train_worker import digits, worker_env
 
@@ -21,7 +21,9 @@ pytestmark = pytest.mark.numerics  # compares runs of the same maths within tole
 
 WORKER = Path(__file__).parent / "support" / "distribute_worker.py"
 ADAM_EPSILON = 1e-7  # Keras' default, which the notebook's Adam keeps
-LONGEST_SUM, DEPTH = 4096, 8  # the logit's inputs (4x4x256 features), the most terms any sum here adds; layers in a row
+# The logit's inputs at the default width (4x4x256 features; 4x4x64 at the tests' WIDTH), more terms than any sum
+# here adds; layers in a row.
+LONGEST_SUM, DEPTH = 4096, 8
 
 
 def float64_tolerance(steps):
@@ -110,7 +112,7 @@ def train_with_and_without_xla(notebook, tmp_path, dtype):
         with mock.patch.object(tf.random.Generator, "from_seed", lambda seed, alg=None: RepeatableNoise(dtype)):
             generator, losses = notebook["train"](digits(16).take(3).map(lambda images: tf.cast(images, dtype)), "xla",
                                                   1, 8, LEARNING_RATE, 0.5, tmp_path / str(jit_compile),
-                                                  tmp_path / "images", jit_compile=jit_compile)
+                                                  tmp_path / "images", filters=WIDTH, jit_compile=jit_compile)
         saved = tf.train.load_checkpoint(tf.train.latest_checkpoint(tmp_path / str(jit_compile) / "checkpoints"))
         steps = {name: saved.get_tensor(name) for name in saved.get_variable_to_shape_map()
                  if re.search(r"optimizer/.*(iterations|dynamic_scale)/", name)}

@@ -99,8 +99,9 @@ def test_each_course_check_passes_in_the_configuration(run):
     _, notebook, _, _ = run
     checks = [cell for cell in notebook.cells if cell.cell_type == "code" and "tests.test_" in cell.source]
     assert len(checks) == 8
-    for cell in checks:
-        assert [output.get("text") for output in cell.outputs] == ["Tests Passed\n"], cell.source[-200:]
+    for cell in checks:  # under load the kernel may send one print in two pieces of stdout
+        assert {(output.output_type, output.get("name")) for output in cell.outputs} == {("stream", "stdout")} and \
+            "".join(output.text for output in cell.outputs) == "Tests Passed\n", cell.source[-200:]
 
 
 def test_losses_are_finite_and_one_row_per_step(run):

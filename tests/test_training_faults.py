@@ -17,7 +17,7 @@ import tensorflow as tf
 import helper
 
 from support.notebook import notebook_functions
-from support.train_worker import STEPS_PER_EPOCH, WORKER, checkpointed_step, digits, worker_env
+from support.train_worker import STEPS_PER_EPOCH, WORKER, checkpointed_step, digits, train_options, worker_env
 
 pytestmark = pytest.mark.numerics  # a resumed run must end bit for bit as an uninterrupted one
 
@@ -96,8 +96,7 @@ def test_diverging_run_stops_and_keeps_the_last_good_checkpoint(tmp_path, train)
     images[7 * 64] = np.nan  # the 8th batch poisons the losses
     poisoned = tf.data.Dataset.from_tensor_slices(images).batch(64)
     with pytest.raises(FloatingPointError, match=r"Training diverged at step 8: .*ckpt-5, is kept"):
-        train(poisoned, "diverging", 1, z_dim=8, learning_rate=2e-4, beta1=0.5, run_dir=tmp_path,
-              images_dir=tmp_path / "images", sample_every=5)
+        train(poisoned, "diverging", 1, **train_options(tmp_path))
     assert checkpointed_step(tmp_path) == 5
     saved = tf.train.load_checkpoint(tf.train.latest_checkpoint(tmp_path / "checkpoints"))
     assert all(np.isfinite(saved.get_tensor(name)).all() for name in saved.get_variable_to_dtype_map()
@@ -105,8 +104,7 @@ def test_diverging_run_stops_and_keeps_the_last_good_checkpoint(tmp_path, train)
 
 
 def test_the_time_budget_stops_train_and_saves_where_it_stopped(tmp_path, train, capsys):
-    generator, losses = train(digits(), "budget", 100, z_dim=8, learning_rate=2e-4, beta1=0.5, run_dir=tmp_path,
-                              images_dir=tmp_path / "images", sample_every=1000, time_budget=1e-9)
+    generator, losses = train(digits(), "budget", 100, **train_options(tmp_path, sample_every=1000), time_budget=1e-9)
     assert "Stopped at step 1 of 1,000: the time budget of 1e-09 s is spent." in capsys.readouterr().out
     assert losses.shape == (1, 2) and checkpointed_step(tmp_path) == 1
 

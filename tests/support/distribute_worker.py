@@ -22,6 +22,7 @@ from support.notebook import float64_notebook_functions, notebook_functions
 from support.train_worker import digits
 
 IMAGE_SHAPE, Z_DIM, BATCH, LEARNING_RATE = (28, 28, 1), 8, 16, 2e-4
+WIDTH = 16  # the notebook's for digits: what is checked here does not depend on width, and 64 takes far longer
 
 
 def batch(dtype=tf.float32):
@@ -32,7 +33,7 @@ def batch(dtype=tf.float32):
 
 def networks(notebook, initial=None):
     """The notebook's discriminator and generator, given the `initial` weights if any."""
-    models = notebook["discriminator"](IMAGE_SHAPE), notebook["generator"](Z_DIM, IMAGE_SHAPE)
+    models = notebook["discriminator"](IMAGE_SHAPE, WIDTH), notebook["generator"](Z_DIM, IMAGE_SHAPE, WIDTH)
     for model, weights in zip(models, initial or []):
         model.set_weights(weights)
     return models
@@ -84,7 +85,8 @@ if __name__ == "__main__":
     np.savez(out / "one_device.npz", **one_step(notebook, tf.distribute.get_strategy(), initial))
     np.savez(out / "two_replicas.npz", **one_step(notebook, two_cpus, initial))
     np.savez(out / "unsynchronized_batch_norm.npz", **one_step(notebook, two_cpus, initial, synchronized=False))
+    # With the faces' average generator and cooled rate.
     _, losses = notebook_functions()["train"](digits(BATCH).take(3), "two replicas", 1, Z_DIM, LEARNING_RATE, 0.5,
                                               out / "run", out / "images", sample_every=2, strategy=two_cpus,
-                                              ema=0.9, cooldown=0.5)  # the faces' average and cooled rate
+                                              filters=WIDTH, ema=0.9, cooldown=0.5)
     np.savez(out / "train.npz", losses=losses)
