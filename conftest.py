@@ -12,10 +12,10 @@ from facegen.notebook import parameters_source, quick_parameters
 # The slowest test files, slowest first (their times: docs/benchmarks.md, "The test suite's time"). pytest.ini gives
 # each of the two workers whole files, in collection order: started first, the long files end before the short ones,
 # and the two workers end together instead of one waiting on a long file it took last.
-SLOWEST_FIRST = ("test_gpu_configs.py", "test_distribute.py", "test_problem_unittests.py", "test_face_recipe.py",
-                 "test_checkpoint_faults.py", "test_training_faults.py", "test_recipe_quality.py",
-                 "test_parameters.py", "dlnd_face_generation.ipynb", "test_long_run.py", "test_mixed_precision.py",
-                 "test_bench_faces.py")
+SLOWEST_FIRST = ("test_gpu_configs.py", "test_recipe_quality.py", "test_problem_unittests.py", "test_face_recipe.py",
+                 "test_distribute.py", "test_training_faults.py", "test_parameters.py", "dlnd_face_generation.ipynb",
+                 "test_checkpoint_faults.py", "test_long_run.py", "test_benchmark.py", "test_bench_faces.py",
+                 "test_mixed_precision.py")
 
 
 def _slowness_rank(item):
