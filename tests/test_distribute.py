@@ -21,8 +21,8 @@ pytestmark = pytest.mark.numerics  # compares runs of the same maths within tole
 
 WORKER = Path(__file__).parent / "support" / "distribute_worker.py"
 ADAM_EPSILON = 1e-7  # Keras' default, which the notebook's Adam keeps
-# The logit's inputs at the default width (4x4x256 features; 4x4x64 at the tests' WIDTH), more terms than any sum
-# here adds; layers in a row.
+# More terms than any sum here adds (the logit's 4x4x256 inputs at the default width; at the tests' WIDTH the longest
+# are the gradients' and batch norm's sums over 16 images of 14x14, 3,136 terms); layers in a row.
 LONGEST_SUM, DEPTH = 4096, 8
 
 

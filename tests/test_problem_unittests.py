@@ -68,10 +68,11 @@ def policy(request):
     keras.config.set_dtype_policy("float32")
 
 
-# Each check passes on the notebook's own functions where the notebook runs them: in float32 in nbval's run of it (a
-# failed check fails its cell, and each check cell's "Tests Passed" is compared), in mixed precision in
-# test_gpu_configs.py's papermill runs. CI's second CPU configuration (.ci/run flips TF_ENABLE_ONEDNN_OPTS) runs the
-# notebook in float32 but no papermill configuration, so there they pass here in mixed precision.
+# Each check passes on the notebook's own functions where the notebook runs them: in float32 in nbval's run of it
+# (conftest.py asks for float32; a failed check fails its cell, and each check cell's "Tests Passed" is compared), in
+# mixed precision in test_gpu_configs.py's papermill runs. CI's second CPU configuration (.ci/run flips
+# TF_ENABLE_ONEDNN_OPTS) runs the notebook in float32 but no papermill configuration, so there they pass here in mixed
+# precision.
 if "TF_ENABLE_ONEDNN_OPTS" in os.environ:
     @pytest.mark.parametrize("policy", ["mixed_float16"], indirect=True)
     @pytest.mark.parametrize("name", ["discriminator", "generator", "model_loss", "model_opt", "update_average",
