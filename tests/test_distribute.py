@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from support.distribute_worker import LEARNING_RATE, WIDTH, batch, networks, variables
+from support.distribute_worker import LEARNING_RATE, batch, networks, variables
 from support.notebook import RepeatableNoise, float64_notebook_functions, notebook_functions
-from support.train_worker import digits, worker_env
+from support.train_worker import WIDTH, digits, worker_env
 
 pytestmark = pytest.mark.numerics  # compares runs of the same maths within tolerances of their rounding
 

@@ -19,10 +19,9 @@ import numpy as np
 import tensorflow as tf
 
 from support.notebook import float64_notebook_functions, notebook_functions
-from support.train_worker import digits
+from support.train_worker import WIDTH, digits
 
 IMAGE_SHAPE, Z_DIM, BATCH, LEARNING_RATE = (28, 28, 1), 8, 16, 2e-4
-WIDTH = 16  # the notebook's for digits: what is checked here does not depend on width, and 64 takes far longer
 
 
 def batch(dtype=tf.float32):

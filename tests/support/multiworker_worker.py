@@ -18,9 +18,9 @@ import helper
 if __name__ == "__main__":
     strategy = helper.distribution_strategy()  # first: before TensorFlow runs anything else
     assert isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy), type(strategy)
-    from support.distribute_worker import BATCH, LEARNING_RATE, WIDTH, Z_DIM
+    from support.distribute_worker import BATCH, LEARNING_RATE, Z_DIM
     from support.notebook import notebook_functions
-    from support.train_worker import digits
+    from support.train_worker import WIDTH, digits
 
     run_dir = Path(sys.argv[1])
     generator, losses = notebook_functions()["train"](digits(BATCH).take(3), "two workers", 1, Z_DIM,
